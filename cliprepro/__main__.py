@@ -1,0 +1,5 @@
+import sys
+
+from cliprepro.cli import main
+
+sys.exit(main())

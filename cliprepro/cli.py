@@ -1,0 +1,184 @@
+"""`cliprepro`: list, validate, run, calibrate, report.
+
+Exit status: 2 for bad input (a message naming file, field and what is allowed; no traceback);
+1 when a claim is `error` or a gate is not `reproduced`; otherwise 0.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from tabulate import tabulate
+
+from cliprepro.errors import InputError
+from cliprepro.layout import Layout
+from cliprepro.record import Record
+from cliprepro.verdict import exit_status
+
+
+def _print_outcome(outcome) -> None:
+    from cliprepro.report import _measured  # one formatting of measured values
+
+    r: Record = outcome.record
+    device = r.provenance.get("device", {}).get("device_class", "—")
+    kind = f" negative control {r.negative_control!r}" if r.negative_control else ""
+    print(f"\n{r.suite} @ {r.scale}{kind} on {device}: {r.status}"
+          f"{' (' + r.message.splitlines()[0] + ')' if r.message else ''}")
+    rows = [[x.role, x.claim, x.metric, _measured(x), "—" if x.threshold is None else f"{x.threshold:.4g}",
+             ", ".join(f"{k} {v:g}" for k, v in x.beside.items()) or "—", x.verdict, x.reason]
+            for x in r.results]
+    if rows:
+        print(tabulate(rows, ["role", "claim", "metric", "measured [interval]", "threshold", "beside",
+                              "verdict", "reason"], tablefmt="simple"))
+    print(f"record: {outcome.path}")
+
+
+def _outcome_status(outcome) -> int:
+    r: Record = outcome.record
+    if r.negative_control:  # a control must make its gates fail
+        return 0 if r.results and all(x.verdict == "not_reproduced" for x in r.results) else 1
+    if r.status == "error":
+        return 1
+    return exit_status((x.role, x.verdict) for x in r.results)
+
+
+def cmd_run(args, layout: Layout) -> int:
+    from cliprepro.runflow import execute
+
+    names = layout.suite_names() if args.suite == "all" else [args.suite]
+    out = Path(args.out) if args.out else None
+    if out is None and args.suite == "all" and args.scale == "proxy":
+        out = layout.build  # CI: every record under build/, architecture checks included
+    status, folders = 0, set()
+    for name in names:
+        scale = args.scale
+        if args.suite == "all" and scale == "proxy":
+            suite, _ = layout.load(name)
+            scale = suite.ci_scale  # CI: each suite's CPU scale (exact architecture checks run at paper)
+        outcome = execute(layout, name, scale=scale, dry_run=args.dry_run, claims=args.claim,
+                          out=out, control=args.negative_control)
+        if args.dry_run:
+            print(outcome.plan_text)
+            continue
+        _print_outcome(outcome)
+        status = max(status, _outcome_status(outcome))
+        folders.add(outcome.path.parent)
+    for folder in sorted(folders):  # re-render the reports beside the records just written
+        report_dir = render_into(layout, None if folder == layout.results else folder.parent)
+        print(f"report: {report_dir / 'README.md'}")
+    return status
+
+
+def render_into(layout: Layout, build_root: Path | None) -> Path:
+    """Reports from committed results/ only, or (proxy / CI runs) from build/ plus results/."""
+    from cliprepro.report import load_records, render, write_reports
+
+    suites = {n: layout.load(n)[0] for n in layout.suite_names()}
+    expected = {n: layout.load(n)[1] for n in layout.suite_names()}
+    folders = [layout.results] + ([build_root / "results"] if build_root else [])
+    records, invalid = load_records(folders)
+    out = (build_root / "reports") if build_root else layout.reports
+    write_reports(render(suites, expected, records, invalid), out)
+    return out
+
+
+def cmd_report(args, layout: Layout) -> int:
+    out = render_into(layout, Path(args.build) if args.build else None)
+    print(f"report: {out / 'README.md'}")
+    return 0
+
+
+def cmd_calibrate(args, layout: Layout) -> int:
+    from cliprepro.calibration import apply, runs_needed
+    from cliprepro.runflow import execute
+
+    suite, _ = layout.load(args.suite)
+    if "proxy" not in suite.scales:
+        raise InputError(layout.suites / f"{args.suite}.yaml", "scales", "calibration needs a proxy scale")
+    runs = args.runs or runs_needed(suite.scales["proxy"].runtime_s)
+    if runs < runs_needed(suite.scales["proxy"].runtime_s):
+        raise InputError("--runs", "--runs", f"at least {runs_needed(suite.scales['proxy'].runtime_s)}")
+    ids = []
+    for i in range(runs):
+        outcome = execute(layout, args.suite, scale="proxy", record_type="calibration")
+        if outcome.record.status != "completed":
+            print(f"calibration run {i + 1} failed: {outcome.record.message}", file=sys.stderr)
+            return 1
+        ids.append(outcome.record_id)
+        print(f"calibration run {i + 1}/{runs}: {outcome.path}")
+    exp, problems = apply(layout, args.suite, ids)
+    for e in exp.entries:
+        if e.kind == "calibrated_effect":
+            print(f"{e.claim}: value {e.value} spread {e.calibration_spread} "
+                  f"half-width {e.planned_halfwidth} from {len(ids)} records")
+    for p in problems:
+        print(f"problem: {p}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def cmd_list(args, layout: Layout) -> int:
+    from cliprepro.report import load_records
+
+    records, _ = load_records([layout.results, layout.build / "results"])
+    latest = {}
+    for rid, r in sorted(records, key=lambda x: str(x[1].provenance.get("started_utc"))):
+        if r.record_type == "run":
+            for x in r.results:
+                latest[(r.suite, x.claim, x.scale)] = x.verdict
+    rows = []
+    for name in layout.suite_names():
+        suite, exp = layout.load(name)
+        for e in exp.entries:
+            rows.append([name, e.claim, e.scale, e.role, ",".join(sorted(suite.scales)),
+                         latest.get((name, e.claim, e.scale), "—")])
+    print(tabulate(rows, ["suite", "claim", "scale", "gate/finding", "suite scales", "latest verdict"]))
+    return 0
+
+
+def cmd_validate(args, layout: Layout) -> int:
+    from cliprepro.validation import validate_all
+
+    problems = validate_all(layout)
+    for p in problems:
+        print(p, file=sys.stderr)
+    if problems:
+        return 2
+    print(f"ok: {len(layout.suite_names())} suites and their expected files are valid")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cliprepro", description=__doc__.split("\n")[0])
+    p.add_argument("--root", help="repo root with suites/ and expected/ (default: working directory)")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="suites, claims, scales, gate or finding, latest verdicts")
+    sub.add_parser("validate", help="check every file in suites/ and expected/")
+    r = sub.add_parser("run", help="run a suite (or 'all'), judge its claims, write a record and reports")
+    r.add_argument("suite", help="suite name, or 'all'")
+    r.add_argument("--scale", default="auto", choices=["auto", "proxy", "gpu", "paper"],
+                   help="auto: architecture suites at their own scale; gpu with CUDA; else proxy")
+    r.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")
+    r.add_argument("--claim", action="append", default=[], help="only this claim id (repeatable)")
+    r.add_argument("--out", help="write records to OUT/results and reports to OUT/reports")
+    r.add_argument("--negative-control", help="run the named negative control (its gates must fail)")
+    c = sub.add_parser("calibrate", help="run the proxy scale N times and set the gates in expected/")
+    c.add_argument("suite")
+    c.add_argument("--runs", type=int, help="number of runs (default: 5 if a run is under 1 min, else 3)")
+    rep = sub.add_parser("report", help="render reports/ from the committed records in results/")
+    rep.add_argument("--build", help="also read BUILD/results and write to BUILD/reports")
+    return p
+
+
+COMMANDS = {"list": cmd_list, "validate": cmd_validate, "run": cmd_run, "calibrate": cmd_calibrate,
+            "report": cmd_report}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        layout = Layout.find(args.root)
+        return COMMANDS[args.command](args, layout)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

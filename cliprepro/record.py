@@ -1,0 +1,129 @@
+"""Result records: one JSON file per run, atomic, content-hash named, schema-versioned, validated on read.
+
+A record stores the expected entries it was judged against, so `cliprepro report` can re-judge it
+later and tell a stale record (judged against an older entry) from a current one.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from cliprepro.errors import InputError
+from cliprepro.spec import ExpectedEntry, Role, Scale, describe_validation_error
+
+SCHEMA_VERSION = 1
+RecordType = Literal["run", "calibration", "negative_control"]
+Verdict = Literal["reproduced", "not_reproduced", "inconclusive", "skipped", "error"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Metric(_Strict):
+    """One measurement: the value, its interval over n rounds / seeds, and the raw samples."""
+    value: float | None
+    lo: float | None = None
+    hi: float | None = None
+    n: int = 1
+    confidence: float | None = None
+    unit: str = ""
+    samples: list[float] = []
+
+
+class ClaimResult(_Strict):
+    claim: str
+    scale: Scale
+    role: Role
+    metric: str
+    verdict: Verdict
+    reason: str
+    value: float | None = None
+    lo: float | None = None
+    hi: float | None = None
+    n: int = 0
+    threshold: float | None = None
+    beside: dict[str, float] = {}  # e.g. the FLOPs-ideal ratio printed beside a speed ratio
+
+
+class Record(_Strict):
+    schema_version: Literal[1]
+    record_type: RecordType
+    suite: str
+    suite_version: int
+    scale: Scale
+    negative_control: str | None = None
+    status: Literal["completed", "skipped", "error"]
+    message: str = ""
+    expected: list[ExpectedEntry]
+    results: list[ClaimResult]
+    metrics: dict[str, Metric] = {}
+    points: list[dict[str, Any]] = []
+    config: dict[str, Any]
+    provenance: dict[str, Any]
+    inputs: dict[str, Any] = {}
+    timings: dict[str, float] = {}
+
+
+def canonical_json(data: Any) -> str:
+    return json.dumps(data, sort_keys=True, indent=1, ensure_ascii=True, allow_nan=True) + "\n"
+
+
+def record_id(record: Record) -> str:
+    return hashlib.sha256(canonical_json(record.model_dump(mode="json")).encode()).hexdigest()[:16]
+
+
+def file_name(record: Record, rid: str) -> str:
+    return f"{record.suite}__{record.scale}__{record.record_type}__{rid}.json"
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write via a temp file in the same folder and os.replace: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write(record: Record, folder: Path) -> tuple[str, Path]:
+    rid = record_id(record)
+    path = folder / file_name(record, rid)
+    if not path.exists():  # same content, same name: never rewrite a record
+        atomic_write_text(path, canonical_json(record.model_dump(mode="json")))
+    return rid, path
+
+
+def read(path: Path) -> tuple[str, Record]:
+    """Load and validate one record; its id must match its content (records are never edited)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(path, "(file)", f"not a readable JSON record: {exc}") from None
+    if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION:
+        raise InputError(path, "schema_version", f"must be {SCHEMA_VERSION}")
+    try:
+        record = Record.model_validate(data)
+    except ValidationError as exc:
+        raise describe_validation_error(path, exc, Record) from None
+    rid = record_id(record)
+    if not path.name.endswith(f"__{rid}.json"):
+        raise InputError(path, "(content)", f"content hash {rid} does not match the file name: "
+                         "the record was edited after it was written")
+    return rid, record
+
+
+def find(folder: Path) -> list[Path]:
+    return sorted(folder.rglob("*.json")) if folder.is_dir() else []

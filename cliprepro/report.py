@@ -1,0 +1,163 @@
+"""Markdown reports: one page per suite and a leaderboard, rendered from records alone.
+
+`render` is a pure function of (suites, expected files, records); its output is byte-identical
+across processes, time zones and hash seeds (everything is sorted; no clock is read).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from tabulate import tabulate
+
+from cliprepro import record as rec
+from cliprepro.errors import InputError
+from cliprepro.ledger import Ledger, Row, build_ledger, pool
+from cliprepro.plots import throughput_plot
+from cliprepro.record import atomic_write_text
+from cliprepro.spec import ExpectedEntry, ExpectedFile, Suite
+
+
+def _num(x: float | None) -> str:
+    return "—" if x is None else f"{x:.4g}"
+
+
+def _measured(r: rec.ClaimResult) -> str:
+    if r.value is None:
+        return "—"
+    if r.lo is None or r.hi is None or (r.lo == r.hi == r.value):
+        return _num(r.value)
+    return f"{_num(r.value)} [{_num(r.lo)}, {_num(r.hi)}] (n={r.n})"
+
+
+def _expected_cell(e: ExpectedEntry) -> str:
+    if e.value is None:
+        return "not calibrated yet"
+    if e.kind == "calibrated_effect":
+        return f"calibrated {e.value:g} {e.unit}, keep ≥ {e.tolerance:g} of effect over {e.null_value:g}"
+    if e.kind in ("at_least", "at_most"):
+        return f"{e.kind.replace('_', ' ')} {e.value:g} {e.unit} (δ {e.tolerance:g})"
+    return f"{e.value:g} {e.unit} ± {e.tolerance:g}"
+
+
+def _claims_table(expected: ExpectedFile) -> str:
+    rows = [[e.claim, e.scale, e.role, e.metric, _expected_cell(e), f"{e.source} ({e.source_kind})"]
+            for e in expected.entries]
+    return tabulate(rows, ["claim", "scale", "role", "metric", "expected", "source"], tablefmt="github")
+
+
+def _results_table(rows: list[Row]) -> str:
+    body = []
+    for row in rows:
+        r = row.result
+        beside = ", ".join(f"{k} {v:g}" for k, v in sorted(r.beside.items()))
+        verdict = f"{r.verdict} (stale)" if row.stale else r.verdict
+        body.append([r.claim, r.scale, row.device_class, r.role, _measured(r), _num(r.threshold),
+                     beside or "—", verdict, f"`{row.rid}`"])
+    return tabulate(body, ["claim", "scale", "device", "role", "measured [interval]", "threshold",
+                           "beside", "verdict", "record"], tablefmt="github")
+
+
+def _environment(rows: list[Row]) -> str:
+    seen: dict[str, list[str]] = {}
+    for row in rows:
+        p = row.record.provenance
+        versions = p.get("packages", {}).get("versions", {})
+        git = p.get("git", {})
+        seen[row.rid] = [f"`{row.rid}`", row.record.record_type, row.record.scale, row.device_class,
+                         str(p.get("started_utc", "—")), str(versions.get("torch")),
+                         str(versions.get("open_clip_torch")),
+                         f"{str(git.get('commit'))[:10]}{'+dirty' if git.get('dirty') else ''}",
+                         _num(row.record.timings.get("wall_s")), row.record.status]
+    return tabulate(sorted(seen.values(), key=lambda x: (x[4], x[0])),
+                    ["record", "type", "scale", "device", "started (UTC)", "torch", "open_clip",
+                     "commit", "wall s", "status"], tablefmt="github")
+
+
+def suite_page(suite: Suite, expected: ExpectedFile, ledger: Ledger, has_plot: bool) -> str:
+    mine = lambda rows: [r for r in rows if r.record.suite == suite.suite]  # noqa: E731
+    runs, controls, calib = mine(ledger.rows), mine(ledger.controls), mine(ledger.calibration)
+    parts = [f"# {suite.suite}: {suite.title}", "",
+             f"**Claim.** {suite.claim}", "", f"**Source.** {suite.source}", "",
+             f"**Command.** `{suite.command}`", "", f"**Proxy fidelity.** {suite.fidelity}", "",
+             "Proxy values are calibrated on this project's own runs and labelled proxy; they are "
+             "never compared with a paper's number.", "",
+             "## Claims", "", _claims_table(expected), "", "## Results", ""]
+    parts += [_results_table(runs) if runs else "No valid records yet.", ""]
+    if has_plot:
+        parts += [f"![throughput vs mask ratio]({suite.suite}_throughput.png)", ""]
+    if controls:
+        parts += ["## Negative controls", "",
+                  "Each gate's mechanism switched off; a control must give `not_reproduced`.", "",
+                  _results_table(controls), ""]
+    if calib:
+        parts += ["## Calibration runs", "", "Cited by expected/; never reused as checks.", "",
+                  _results_table(calib), ""]
+    envs = runs + controls + calib
+    if envs:
+        parts += ["## Environment", "", _environment(envs), ""]
+    rejected = [(rid, why) for rid, why in ledger.rejected if suite.suite in rid]
+    if rejected:
+        parts += ["## Rejected records", "", tabulate(rejected, ["record", "reason"], tablefmt="github"), ""]
+    return "\n".join(parts)
+
+
+def leaderboard(suites: dict[str, Suite], ledger: Ledger) -> str:
+    body = []
+    for p in pool(ledger.rows):
+        verdicts = ", ".join(f"{n}× {v}" for v, n in p.verdicts.items())
+        spread = f"{_num(p.median)} ({_num(p.lo)}–{_num(p.hi)})" if p.count > 1 else _num(p.median)
+        body.append([f"[{p.suite}]({p.suite}.md)", p.claim, p.scale, p.device_class, p.role, p.count,
+                     spread, verdicts, p.latest])
+    stale = sum(1 for r in ledger.rows if r.stale)
+    parts = ["# cliprepro leaderboard", "",
+             "One row per claim, scale and device class, pooling every valid, current record. "
+             "Proxy rows check a mechanism at toy size on calibrated values, not the paper's number.", "",
+             tabulate(body, ["suite", "claim", "scale", "device", "role", "records", "measured median (range)",
+                             "verdicts", "latest"], tablefmt="github") if body else "No valid records yet.", ""]
+    if stale:
+        parts += [f"{stale} result(s) were judged against an older expected entry (stale) and are "
+                  "shown on their suite pages only.", ""]
+    if ledger.rejected:
+        parts += ["## Rejected records", "",
+                  tabulate(ledger.rejected, ["record", "reason"], tablefmt="github"), ""]
+    parts += ["## Suites", ""] + [f"- [{name}]({name}.md): {s.title}" for name, s in sorted(suites.items())]
+    return "\n".join(parts) + "\n"
+
+
+def render(suites: dict[str, Suite], expected: dict[str, ExpectedFile],
+           records: list[tuple[str, rec.Record]], invalid: list[tuple[str, str]]) -> dict[str, bytes]:
+    """File name -> content for the whole report folder."""
+    ledger = build_ledger(records, invalid, expected)
+    files: dict[str, bytes] = {}
+    for name, suite in sorted(suites.items()):
+        mine = sorted(((rid, r) for rid, r in records if r.suite == name and r.record_type == "run"),
+                      key=lambda x: (str(x[1].provenance.get("started_utc")), x[0]))
+        png = throughput_plot(mine) if suite.runner == "throughput" else None
+        if png:
+            files[f"{name}_throughput.png"] = png
+        files[f"{name}.md"] = suite_page(suite, expected[name], ledger, png is not None).encode()
+    files["README.md"] = leaderboard(suites, ledger).encode()
+    return files
+
+
+def load_records(folders: list[Path]) -> tuple[list[tuple[str, rec.Record]], list[tuple[str, str]]]:
+    records, invalid = [], []
+    for folder in folders:
+        for path in rec.find(folder):
+            try:
+                records.append(rec.read(path))
+            except InputError as exc:
+                invalid.append((path.name, f"{exc.field}: {exc.problem}"))
+    return records, invalid
+
+
+def write_reports(files: dict[str, bytes], out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    for name, content in files.items():
+        path = out / name
+        if name.endswith(".md"):
+            atomic_write_text(path, content.decode())
+        else:
+            tmp = path.with_suffix(path.suffix + ".tmp")
+            tmp.write_bytes(content)
+            tmp.replace(path)

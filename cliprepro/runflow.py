@@ -1,0 +1,175 @@
+"""Running one suite at one scale: plan, requirements, runner, verdicts, record.
+
+Runners (and so torch) are imported only when a suite really runs or prints its plan.
+"""
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from cliprepro import record as rec
+from cliprepro.errors import InputError
+from cliprepro.layout import Layout
+from cliprepro.provenance import collect
+from cliprepro.spec import ExpectedEntry, Suite, describe_validation_error
+from cliprepro.verdict import Measured, judge, threshold
+
+RUNTIME_OVERRUN = 1.5  # a run over 1.5x its declared runtime is an error
+
+
+@dataclass
+class Outcome:
+    record_id: str | None
+    path: Path | None
+    record: rec.Record
+    plan_text: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+def pick_scale(suite: Suite, requested: str, cuda: bool) -> str:
+    """auto: the architecture suites' own scale; else gpu with CUDA, else proxy (never paper training)."""
+    if requested != "auto":
+        if requested not in suite.scales:
+            raise InputError(f"suites/{suite.suite}.yaml", "scales",
+                             f"no {requested!r} scale planned; planned: {', '.join(sorted(suite.scales))}")
+        return requested
+    if suite.runner == "architecture":
+        return suite.ci_scale
+    if cuda and "gpu" in suite.scales:
+        return "gpu"
+    return "proxy" if "proxy" in suite.scales else suite.ci_scale
+
+
+def runner_params(layout: Layout, suite: Suite, scale: str, control: str | None):
+    from runners import get
+
+    runner = get(suite.runner)
+    data = dict(suite.scales[scale].params)
+    if control:
+        if control not in suite.negative_controls:
+            raise InputError(layout.suites / f"{suite.suite}.yaml", "negative_controls",
+                             f"no control {control!r}; defined: {', '.join(sorted(suite.negative_controls))}")
+        data.update(suite.negative_controls[control].overrides)
+    try:
+        params = runner.Params.model_validate(data)
+    except ValidationError as exc:
+        err = describe_validation_error(layout.suites / f"{suite.suite}.yaml", exc, runner.Params)
+        raise InputError(err.path, f"scales.{scale}.params.{err.field}", err.problem) from None
+    return runner, params
+
+
+def select_entries(suite: Suite, entries: list[ExpectedEntry], scale: str, claims: list[str],
+                   control: str | None, path: Path) -> list[ExpectedEntry]:
+    chosen = [e for e in entries if e.scale == scale]
+    known = {e.claim for e in chosen}
+    for claim in claims:
+        if claim not in known:
+            raise InputError(path, "--claim", f"{claim!r} has no {scale} entry; allowed: "
+                             f"{', '.join(sorted(known)) or '(none)'}")
+    if claims:
+        chosen = [e for e in chosen if e.claim in claims]
+    if control:
+        chosen = [e for e in chosen if e.claim in suite.gates_of(control)]
+    return chosen
+
+
+def _result(entry: ExpectedEntry, verdict: str, reason: str, metric: rec.Metric | None = None,
+            beside: dict[str, float] | None = None) -> rec.ClaimResult:
+    return rec.ClaimResult(
+        claim=entry.claim, scale=entry.scale, role=entry.role, metric=entry.metric, verdict=verdict,
+        reason=reason, value=metric.value if metric else None, lo=metric.lo if metric else None,
+        hi=metric.hi if metric else None, n=metric.n if metric else 0, threshold=threshold(entry),
+        beside=beside or {})
+
+
+def judge_all(entries: list[ExpectedEntry], metrics: dict[str, rec.Metric],
+              beside: dict[str, dict[str, float]], errors: list[str]) -> list[rec.ClaimResult]:
+    results = []
+    for entry in entries:
+        metric = metrics.get(entry.metric)
+        if errors:
+            results.append(_result(entry, "error", "; ".join(errors), metric, beside.get(entry.metric)))
+            continue
+        m = Measured(metric.value, metric.lo, metric.hi, metric.n) if metric else None
+        verdict, reason = judge(entry, m)
+        results.append(_result(entry, verdict, reason, metric, beside.get(entry.metric)))
+    return results
+
+
+def execute(layout: Layout, name: str, *, scale: str = "auto", dry_run: bool = False,
+            claims: list[str] | None = None, out: Path | None = None, control: str | None = None,
+            record_type: str = "run") -> Outcome:
+    suite, expected = layout.load(name)
+    scale = pick_scale(suite, scale, cuda_available())
+    plan = suite.scales[scale]
+    entries = select_entries(suite, expected.entries, scale, claims or [], control,
+                             layout.expected / f"{name}.yaml")
+    runner, params = runner_params(layout, suite, scale, control)
+    config = {"params": params.model_dump(mode="json"), "runtime_s": plan.runtime_s,
+              "hardware": plan.hardware, "requires": list(plan.requires)}
+    base = dict(schema_version=1, record_type="negative_control" if control else record_type,
+                suite=suite.suite, suite_version=suite.version, scale=scale, negative_control=control,
+                expected=entries, config=config)
+    if dry_run:
+        text = (f"{suite.suite} @ {scale} (dry run; hardware: {plan.hardware}; expected runtime "
+                f"{plan.runtime_s:g} s)\n{runner.plan(params, scale)}")
+        return Outcome(None, None, rec.Record(**base, status="skipped", message="dry run", results=[],
+                                              provenance={}), plan_text=text)
+    missing = [r for r in plan.requires if r == "cuda" and not cuda_available()]
+    started = time.time()
+    if missing:
+        message = (f"skipped: the {scale} scale needs CUDA ({plan.hardware}); none is visible here. "
+                   f"Run it on a GPU machine, or use --scale proxy on a CPU.")
+        results = [_result(e, "skipped", message) for e in entries]
+        record = rec.Record(**base, status="skipped", message=message, results=results,
+                            provenance=collect(layout.root, {"device_class": "none (requirement missing)"}))
+    else:
+        try:
+            output = runner.run(params, scale)
+        except Exception as exc:  # a crash is an `error` verdict with its cause, never not_reproduced
+            message = f"runner crashed: {type(exc).__name__}: {exc}"
+            tail = traceback.format_exc(limit=-3)
+            results = [_result(e, "error", message) for e in entries]
+            record = rec.Record(**base, status="error", message=message + "\n" + tail, results=results,
+                                provenance=collect(layout.root, {}),
+                                timings={"wall_s": round(time.time() - started, 3)})
+        else:
+            wall_s = time.time() - started
+            status, message = "completed", ""
+            if wall_s > RUNTIME_OVERRUN * plan.runtime_s:
+                status = "error"
+                message = (f"ran {wall_s:.0f} s, over {RUNTIME_OVERRUN}x the declared runtime_s "
+                           f"{plan.runtime_s:g} of scales.{scale}")
+            results = judge_all(entries, output.metrics, output.beside, output.errors)
+            record = rec.Record(**base, status=status, message=message, results=results,
+                                metrics=output.metrics, points=output.points, inputs=output.inputs,
+                                provenance=collect(layout.root, output.device),
+                                timings={"wall_s": round(wall_s, 3)})
+    folder = out_folder(layout, scale, record.record_type, out)
+    rid, path = rec.write(record, folder)
+    return Outcome(rid, path, record)
+
+
+def out_folder(layout: Layout, scale: str, record_type: str, out: Path | None) -> Path:
+    """Proxy and control runs go to build/ (CI regressions); gpu / paper runs to results/ (committed);
+    calibration records to results/calibration/ (cited by expected/)."""
+    if record_type == "calibration":
+        return layout.calibration
+    if out is not None:
+        return out / "results"
+    if scale == "proxy" or record_type == "negative_control":
+        return layout.build / "results"
+    return layout.results

@@ -1,0 +1,29 @@
+"""What a runner returns: plain data the core judges and records (no torch objects)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from cliprepro.record import Metric
+from cliprepro.stats import median_interval
+
+
+@dataclass
+class Output:
+    metrics: dict[str, Metric] = field(default_factory=dict)
+    beside: dict[str, dict[str, float]] = field(default_factory=dict)  # metric -> shown beside it
+    points: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # plan mismatches etc.: every claim -> error
+    inputs: dict[str, Any] = field(default_factory=dict)
+    device: dict[str, Any] = field(default_factory=dict)
+
+
+def exact(value: float, unit: str) -> Metric:
+    return Metric(value=value, lo=value, hi=value, n=1, unit=unit)
+
+
+def from_samples(samples: list[float], unit: str) -> Metric:
+    """Median of per-round (or per-seed) samples with its order-statistic interval."""
+    med, lo, hi, conf = median_interval(samples)
+    return Metric(value=med, lo=lo, hi=hi, n=len(samples), confidence=round(conf, 4), unit=unit,
+                  samples=[round(s, 6) for s in samples])

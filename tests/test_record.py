@@ -1,0 +1,291 @@
+"""Unit tests for cliprepro.record: content-hash named, atomic, schema-versioned result records."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from cliprepro import record as rec
+from cliprepro.errors import InputError
+from cliprepro.record import (
+    SCHEMA_VERSION,
+    ClaimResult,
+    Metric,
+    Record,
+    atomic_write_text,
+    canonical_json,
+    read,
+    record_id,
+    write,
+)
+from cliprepro.spec import ExpectedEntry
+
+
+def make_record(**over) -> Record:
+    entry = ExpectedEntry.model_validate(dict(
+        claim="flops", scale="paper", metric="gflops", value=4.4, unit="GFLOPs", kind="exact",
+        tolerance=0.05, role="finding", source="paper Table 2", source_kind="primary"))
+    fields = dict(
+        schema_version=1, record_type="run", suite="vit_flops", suite_version=2, scale="paper",
+        status="completed", expected=[entry],
+        results=[ClaimResult(claim="flops", scale="paper", role="finding", metric="gflops",
+                             verdict="reproduced", reason="|4.41 - 4.4| = 0.01 within tolerance 0.05",
+                             value=4.41, lo=4.41, hi=4.41, n=1)],
+        metrics={"gflops": Metric(value=4.41, lo=4.41, hi=4.41, unit="GFLOPs", samples=[4.41])},
+        config={"model": "ViT-B-16", "image_size": 224},
+        provenance={"git": {"commit": "abc", "dirty": False}, "seed": 0},
+        timings={"total_s": 1.5},
+    )
+    fields.update(over)
+    return Record.model_validate(fields)
+
+
+def files_in(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+class TestRecordId:
+    def test_is_sixteen_hex_digits(self):
+        assert re.fullmatch(r"[0-9a-f]{16}", record_id(make_record()))
+
+    def test_same_content_same_id(self):
+        a = make_record(config={"model": "ViT-B-16", "image_size": 224})
+        b = make_record(config={"image_size": 224, "model": "ViT-B-16"})  # key order differs
+        assert record_id(a) == record_id(b)
+
+    @pytest.mark.parametrize(
+        "over",
+        [
+            dict(suite_version=3),
+            dict(scale="gpu"),
+            dict(record_type="calibration"),
+            dict(status="error", message="boom"),
+            dict(config={"model": "ViT-B-16", "image_size": 256}),
+            dict(provenance={"git": {"commit": "abc", "dirty": True}, "seed": 0}),
+            dict(timings={"total_s": 1.6}),
+            dict(negative_control="no_dropout"),
+        ],
+    )
+    def test_any_change_changes_id(self, over):
+        assert record_id(make_record(**over)) != record_id(make_record())
+
+
+class TestWriteRead:
+    def test_name_is_suite_scale_type_and_hash(self, tmp_path):
+        record = make_record()
+        rid, path = write(record, tmp_path)
+        assert rid == record_id(record)
+        assert path == tmp_path / f"vit_flops__paper__run__{rid}.json"
+        assert path.is_file()
+
+    def test_creates_folder(self, tmp_path):
+        folder = tmp_path / "results" / "vit_flops"
+        _, path = write(make_record(), folder)
+        assert path.parent == folder and path.is_file()
+
+    def test_round_trip(self, tmp_path):
+        record = make_record()
+        rid, path = write(record, tmp_path)
+        got_id, got = read(path)
+        assert got_id == rid
+        assert got == record
+        assert got.model_dump(mode="json") == record.model_dump(mode="json")
+
+    def test_file_is_canonical_json(self, tmp_path):
+        record = make_record()
+        _, path = write(record, tmp_path)
+        text = path.read_text()
+        assert text == canonical_json(record.model_dump(mode="json"))
+        data = json.loads(text)
+        assert data["schema_version"] == SCHEMA_VERSION
+        assert list(data) == sorted(data)  # sorted keys: the hash does not depend on field order
+        assert data["results"][0]["verdict"] == "reproduced"
+
+    def test_non_finite_metrics_round_trip(self, tmp_path):
+        record = make_record(metrics={"x": Metric(value=float("nan"), lo=float("-inf"),
+                                                  hi=float("inf"))})
+        rid, path = write(record, tmp_path)
+        got_id, got = read(path)
+        assert got_id == rid
+        assert math.isnan(got.metrics["x"].value)
+        assert (got.metrics["x"].lo, got.metrics["x"].hi) == (float("-inf"), float("inf"))
+
+    def test_same_content_same_name_and_no_rewrite(self, tmp_path, monkeypatch):
+        rid1, path1 = write(make_record(), tmp_path)
+        before = path1.read_bytes()
+
+        def no_rewrite(path, text):
+            raise AssertionError(f"rewrote {path}")
+
+        monkeypatch.setattr(rec, "atomic_write_text", no_rewrite)
+        rid2, path2 = write(make_record(), tmp_path)
+        assert (rid2, path2) == (rid1, path1)
+        assert path1.read_bytes() == before
+        assert files_in(tmp_path) == [path1.name]
+
+    def test_different_content_is_a_second_file(self, tmp_path):
+        _, p1 = write(make_record(), tmp_path)
+        _, p2 = write(make_record(suite_version=3), tmp_path)
+        assert p1 != p2
+        assert files_in(tmp_path) == sorted([p1.name, p2.name])
+
+    def test_no_temp_files_left(self, tmp_path):
+        write(make_record(), tmp_path)
+        assert [n for n in files_in(tmp_path) if n.endswith(".tmp")] == []
+
+
+def _edit(path: Path, change) -> None:
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data, sort_keys=True, indent=1))
+
+
+class TestReadErrors:
+    @pytest.mark.parametrize(
+        "change",
+        [
+            lambda d: d.update(message="edited"),
+            lambda d: d["results"][0].update(verdict="not_reproduced"),
+            lambda d: d["results"][0].update(value=4.5),
+            lambda d: d["expected"][0].update(tolerance=0.5),
+            lambda d: d["config"].update(image_size=336),
+            lambda d: d["metrics"]["gflops"]["samples"].append(4.42),
+        ],
+        ids=["message", "verdict", "value", "expected-tolerance", "config", "samples"],
+    )
+    def test_edited_record_is_rejected(self, tmp_path, change):
+        _, path = write(make_record(), tmp_path)
+        _edit(path, change)
+        with pytest.raises(InputError) as info:
+            read(path)
+        assert info.value.field == "(content)"
+        assert str(info.value).startswith(f"{path}: (content): ")
+        assert "edited" in str(info.value)
+
+    def test_renamed_record_is_rejected(self, tmp_path):
+        _, path = write(make_record(), tmp_path)
+        moved = path.with_name("vit_flops__paper__run__0000000000000000.json")
+        path.rename(moved)
+        with pytest.raises(InputError, match=r"\(content\)"):
+            read(moved)
+
+    @pytest.mark.parametrize("version", [0, 2, "1", None, [1]])
+    def test_wrong_schema_version(self, tmp_path, version):
+        _, path = write(make_record(), tmp_path)
+        _edit(path, lambda d: d.update(schema_version=version))
+        with pytest.raises(InputError) as info:
+            read(path)
+        assert info.value.field == "schema_version"
+        assert str(info.value) == f"{path}: schema_version: must be {SCHEMA_VERSION}"
+
+    def test_missing_schema_version(self, tmp_path):
+        _, path = write(make_record(), tmp_path)
+        _edit(path, lambda d: d.pop("schema_version"))
+        with pytest.raises(InputError) as info:
+            read(path)
+        assert info.value.field == "schema_version"
+
+    @pytest.mark.parametrize("text", ["[]", "42", '"record"', "null"])
+    def test_not_an_object(self, tmp_path, text):
+        path = tmp_path / "x.json"
+        path.write_text(text)
+        with pytest.raises(InputError) as info:
+            read(path)
+        assert info.value.field == "schema_version"
+
+    @pytest.mark.parametrize("text", ["", "{", "{'a': 1}", "not json"])
+    def test_not_json(self, tmp_path, text):
+        path = tmp_path / "x.json"
+        path.write_text(text)
+        with pytest.raises(InputError) as info:
+            read(path)
+        assert info.value.field == "(file)"
+        assert str(info.value).startswith(f"{path}: (file): not a readable JSON record")
+
+    def test_missing_file(self, tmp_path):
+        with pytest.raises(InputError) as info:
+            read(tmp_path / "absent.json")
+        assert info.value.field == "(file)"
+
+    @pytest.mark.parametrize(
+        ("change", "field", "part"),
+        [
+            (lambda d: d.update(colour="red"), "colour", "unknown key; allowed: "),
+            (lambda d: d["results"][0].update(colour="red"), "results.0.colour",
+             "unknown key; allowed: beside, claim, hi"),
+            (lambda d: d["results"][0].update(verdict="passed"), "results.0.verdict", "reproduced"),
+            (lambda d: d.update(status="done"), "status", "completed"),
+            (lambda d: d.pop("provenance"), "provenance", "required"),
+        ],
+    )
+    def test_invalid_content_names_the_field(self, tmp_path, change, field, part):
+        _, path = write(make_record(), tmp_path)
+        _edit(path, change)
+        with pytest.raises(InputError) as info:
+            read(path)
+        assert info.value.field == field
+        assert part in str(info.value)
+
+    def test_unknown_record_key_lists_record_keys(self, tmp_path):
+        _, path = write(make_record(), tmp_path)
+        _edit(path, lambda d: d.update(colour="red"))
+        with pytest.raises(InputError) as info:
+            read(path)
+        assert str(info.value).split("allowed: ", 1)[1].split(", ") == sorted(Record.model_fields)
+
+
+class TestAtomicWriteText:
+    def test_writes_text(self, tmp_path):
+        path = tmp_path / "a" / "b.txt"
+        atomic_write_text(path, "hello\n")
+        assert path.read_text() == "hello\n"
+        assert files_in(path.parent) == ["b.txt"]
+
+    def test_replaces_existing(self, tmp_path):
+        path = tmp_path / "b.txt"
+        path.write_text("old")
+        atomic_write_text(path, "new")
+        assert path.read_text() == "new"
+        assert files_in(tmp_path) == ["b.txt"]
+
+    @pytest.mark.parametrize("exc", [OSError("disk full"), KeyboardInterrupt()])
+    @pytest.mark.parametrize("where", ["replace", "fsync"])
+    def test_failure_leaves_no_temp_file(self, tmp_path, monkeypatch, exc, where):
+        path = tmp_path / "b.txt"
+
+        def boom(*args, **kwargs):
+            raise exc
+
+        monkeypatch.setattr(os, where, boom)
+        with pytest.raises(type(exc)):
+            atomic_write_text(path, "text")
+        monkeypatch.undo()
+        assert files_in(tmp_path) == []
+
+    def test_failure_keeps_the_old_file(self, tmp_path, monkeypatch):
+        path = tmp_path / "b.txt"
+        path.write_text("old")
+
+        def boom(*args, **kwargs):
+            raise OSError("cannot replace")
+
+        monkeypatch.setattr(os, "replace", boom)
+        with pytest.raises(OSError, match="cannot replace"):
+            atomic_write_text(path, "new")
+        monkeypatch.undo()
+        assert path.read_text() == "old"
+        assert files_in(tmp_path) == ["b.txt"]
+
+    def test_failed_record_write_leaves_nothing(self, tmp_path, monkeypatch):
+        def boom(*args, **kwargs):
+            raise OSError("cannot replace")
+
+        monkeypatch.setattr(os, "replace", boom)
+        with pytest.raises(OSError):
+            write(make_record(), tmp_path)
+        monkeypatch.undo()
+        assert files_in(tmp_path) == []
