@@ -110,7 +110,7 @@ def read(path: Path) -> tuple[str, Record]:
     """Load and validate one record; its id must match its content (records are never edited)."""
     try:
         data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # ValueError: bad JSON, or bytes that are not UTF-8
         raise InputError(path, "(file)", f"not a readable JSON record: {exc}") from None
     if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION:
         raise InputError(path, "schema_version", f"must be {SCHEMA_VERSION}")

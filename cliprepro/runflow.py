@@ -131,7 +131,7 @@ def execute(layout: Layout, name: str, *, scale: str = "auto", dry_run: bool = F
     missing = [r for r in plan.requires if r == "cuda" and not cuda_available()]
     started = time.time()
     if missing:
-        message = (f"skipped: the {scale} scale needs CUDA ({plan.hardware}); none is visible here. "
+        message = (f"the {scale} scale needs CUDA ({plan.hardware}); none is visible here. "
                    f"Run it on a GPU machine, or use --scale proxy on a CPU.")
         results = [_result(e, "skipped", message) for e in entries]
         record = rec.Record(**base, status="skipped", message=message, results=results,
@@ -158,18 +158,18 @@ def execute(layout: Layout, name: str, *, scale: str = "auto", dry_run: bool = F
                                 metrics=output.metrics, points=output.points, inputs=output.inputs,
                                 provenance=collect(layout.root, output.device),
                                 timings={"wall_s": round(wall_s, 3)})
-    folder = out_folder(layout, scale, record.record_type, out)
+    folder = out_folder(layout, scale, record.record_type, out, record.status)
     rid, path = rec.write(record, folder)
     return Outcome(rid, path, record)
 
 
-def out_folder(layout: Layout, scale: str, record_type: str, out: Path | None) -> Path:
-    """Proxy and control runs go to build/ (CI regressions); gpu / paper runs to results/ (committed);
-    calibration records to results/calibration/ (cited by expected/)."""
+def out_folder(layout: Layout, scale: str, record_type: str, out: Path | None, status: str) -> Path:
+    """Proxy, control and skipped runs go to build/ (CI regressions); gpu / paper runs to results/
+    (committed); calibration records to results/calibration/ (cited by expected/)."""
     if record_type == "calibration":
         return layout.calibration
     if out is not None:
         return out / "results"
-    if scale == "proxy" or record_type == "negative_control":
+    if scale == "proxy" or record_type == "negative_control" or status == "skipped":
         return layout.build / "results"
     return layout.results

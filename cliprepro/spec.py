@@ -153,6 +153,8 @@ def read_yaml(path: Path) -> Any:
         text = path.read_text()
     except OSError as exc:
         raise InputError(path, "(file)", f"cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(path, "(file)", f"not UTF-8 text: {exc.reason} at byte {exc.start}") from None
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -206,6 +206,14 @@ class TestReadErrors:
         assert info.value.field == "(file)"
         assert str(info.value).startswith(f"{path}: (file): not a readable JSON record")
 
+    @pytest.mark.parametrize("data", [b"\xff\xfe{}", b'{"schema_version": 1, "suite": "caf\xe9"}'])
+    def test_not_utf8_is_input_error(self, tmp_path, data):
+        path = tmp_path / "x.json"
+        path.write_bytes(data)
+        with pytest.raises(InputError) as info:
+            read(path)
+        assert info.value.field == "(file)"
+
     def test_missing_file(self, tmp_path):
         with pytest.raises(InputError) as info:
             read(tmp_path / "absent.json")

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from cliprepro.errors import InputError
 from cliprepro.spec import (
@@ -139,7 +140,7 @@ class TestValidFiles:
 
     def test_models_are_frozen(self, tmp_path):
         exp = load_expected(write_yaml(tmp_path, valid_expected()))
-        with pytest.raises(Exception):
+        with pytest.raises(ValidationError, match="frozen"):
             exp.entries[0].value = 3.0  # type: ignore[misc]
         assert exp.entries[0].value == 1.6
 
@@ -309,6 +310,15 @@ class TestFileErrors:
         with pytest.raises(InputError) as info:
             loader(path)
         assert_input_error(info.value, path, "(top level)", "must be a mapping")
+
+    @pytest.mark.parametrize("loader", [load_suite, load_expected])
+    @pytest.mark.parametrize("data", [b"\xff\xfesuite: x\n", b"suite: caf\xe9\n"])
+    def test_not_utf8_is_input_error(self, tmp_path, loader, data):
+        path = tmp_path / f"{SUITE_NAME}.yaml"
+        path.write_bytes(data)
+        with pytest.raises(InputError) as info:
+            loader(path)
+        assert_input_error(info.value, path, "(file)", "not UTF-8")
 
     @pytest.mark.parametrize("loader", [load_suite, load_expected])
     def test_missing_file(self, tmp_path, loader):

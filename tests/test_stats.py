@@ -112,10 +112,13 @@ class TestMedianInterval:
         ("confidence", "lo", "hi", "achieved"),
         [
             (0.99, 1, 9, 0.99609375),  # stricter: falls back to [min, max]
+            (0.9609375, 2, 8, 0.9609375),  # reaching the confidence exactly is enough
+            (0.9609376, 1, 9, 0.99609375),
             (0.95, 2, 8, 0.9609375),
             (0.8, 3, 7, 0.8203125),
             (0.5, 3, 7, 0.8203125),  # ranks 4..6 would reach only 0.4921875
             (0.4, 4, 6, 0.4921875),
+            (0.0, 4, 6, 0.4921875),  # never narrower than the ranks around the median
         ],
     )
     def test_confidence_argument(self, confidence, lo, hi, achieved):

@@ -400,7 +400,9 @@ class TestAttainability:
         [
             # two_sided band 1.0: flagged when 1.0 < 1.5 * planned_halfwidth
             (make_entry("two_sided", planned_halfwidth=0.5), False),
-            (make_entry("two_sided", planned_halfwidth=0.625), False),  # band == 1.5x exactly
+            (make_entry("two_sided", planned_halfwidth=0.625), False),
+            (make_entry("two_sided", tolerance=0.75, planned_halfwidth=0.5), False),  # == 1.5x
+            (make_entry("two_sided", tolerance=0.75, planned_halfwidth=0.5001), True),
             (make_entry("two_sided", planned_halfwidth=0.6875), True),
             (make_entry("two_sided", planned_halfwidth=2.0), True),
             # at_least band 0.5

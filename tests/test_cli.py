@@ -1,0 +1,92 @@
+"""The CLI: bad input exits 2 naming file and field (no traceback), plans, skips, exit status."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cliprepro.cli import main
+from tests.conftest import REPO
+
+
+def _cli(root: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "cliprepro", "--root", str(root), *args],
+                          env=env, capture_output=True, text=True)
+
+
+def _edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new, 1))
+
+
+class TestBadInput:
+    @pytest.mark.parametrize("file,old,new,field,allowed", [
+        ("suites/flip_speedup.yaml", "runner: throughput", "runner: throughput\nspeed: 3",
+         "speed", "allowed: caveat" if False else "allowed: ci_scale"),
+        ("suites/flip_speedup.yaml", "runner: throughput", "runner: thruput", "runner", "'throughput'"),
+        ("suites/flip_speedup.yaml", "      rounds: 9\n", "      rounds: 3\n",
+         "scales.proxy.params.rounds", "greater than or equal to 9"),
+        ("suites/flip_speedup.yaml", "      batch_size: 8\n", "      batch_size: 8\n      batchsize: 8\n",
+         "scales.proxy.params.batchsize", "allowed: arms"),
+        ("expected/flip_speedup.yaml", "kind: at_least", "kind: at-least", "entries.0.kind", "'at_least'"),
+        ("expected/flip_speedup.yaml", "role: gate, negative_control: patch_drop_0",
+         "role: gate", "entries.4", "negative_control"),
+        ("expected/flip_flops.yaml", "suite: flip_flops", "suite: [unclosed", "line", "not valid YAML"),
+    ])
+    def test_exit_2_names_file_and_field(self, root_copy, file, old, new, field, allowed):
+        _edit(root_copy / file, old, new)
+        before = sorted(p.name for p in (root_copy / "results").rglob("*"))
+        proc = _cli(root_copy, "run", "flip_speedup" if "speedup" in file else "flip_flops",
+                    "--scale", "proxy" if "speedup" in file else "paper", "--dry-run")
+        assert proc.returncode == 2, proc.stderr
+        assert file in proc.stderr and field in proc.stderr and allowed in proc.stderr
+        assert "Traceback" not in proc.stderr
+        assert sorted(p.name for p in (root_copy / "results").rglob("*")) == before  # nothing lost
+
+    def test_validate_reports_every_broken_file(self, root_copy):
+        _edit(root_copy / "suites/flip_flops.yaml", "ci_scale: paper", "ci_scale: papr")
+        proc = _cli(root_copy, "validate")
+        assert proc.returncode == 2 and "suites/flip_flops.yaml: ci_scale" in proc.stderr
+
+    @pytest.mark.parametrize("args,needle", [
+        (["run", "nope"], "SUITE: no such suite; known: flip_flops, flip_speedup"),
+        (["run", "flip_speedup", "--claim", "nope", "--scale", "proxy"], "--claim"),
+        (["run", "flip_speedup", "--negative-control", "nope", "--scale", "proxy"], "negative_controls"),
+    ])
+    def test_unknown_names(self, root_copy, args, needle, capsys):
+        assert main(["--root", str(root_copy), *args]) == 2
+        assert needle in capsys.readouterr().err
+
+    def test_not_a_root(self, tmp_path, capsys):
+        assert main(["--root", str(tmp_path), "list"]) == 2
+        assert "not a cliprepro root" in capsys.readouterr().err
+
+
+class TestScales:
+    def test_paper_dry_run_prints_the_plan(self, root_copy, capsys):
+        assert main(["--root", str(root_copy), "run", "flip_speedup", "--scale", "paper", "--dry-run"]) == 0
+        out = capsys.readouterr().out
+        assert "arm mask75: patch_dropout 0.75, batch 256" in out and "tokens at first block 50" in out
+
+    @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the no-CUDA path")
+    def test_gpu_without_cuda_is_skipped_with_what_it_needs(self, root_copy, capsys):
+        assert main(["--root", str(root_copy), "run", "flip_speedup", "--scale", "gpu"]) == 0
+        out = capsys.readouterr().out
+        assert "skipped" in out and "needs CUDA" in out
+        [path] = (root_copy / "build" / "results").glob("flip_speedup__gpu__run__*.json")
+        assert '"verdict": "skipped"' in path.read_text()
+        assert not list((root_copy / "results").glob("flip_speedup__gpu__*"))  # not for committing
+
+    def test_repo_validates(self, repo):
+        proc = _cli(repo, "validate")
+        assert proc.returncode == 0, proc.stderr
+
+    def test_help_everywhere(self, repo):
+        for cmd in ([], ["list"], ["validate"], ["run"], ["calibrate"], ["report"]):
+            proc = _cli(repo, *cmd, "--help")
+            assert proc.returncode == 0 and "usage: cliprepro" in proc.stdout

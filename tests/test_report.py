@@ -1,0 +1,100 @@
+"""Reports: re-judging, stale, rejection, pooling, and byte-identical rendering across processes."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cliprepro import record as rec
+from cliprepro.ledger import build_ledger, pool
+from cliprepro.spec import ExpectedFile
+from tests.conftest import REPO, gate_entry, make_record
+
+
+def _expected(entry) -> dict[str, ExpectedFile]:
+    return {"flip_speedup": ExpectedFile(suite="flip_speedup", entries=[entry])}
+
+
+class TestLedger:
+    def test_agreeing_record_is_accepted_and_pooled(self):
+        e = gate_entry()
+        r1 = make_record(e, 1.8, 1.7, 1.9, "reproduced", started="2026-01-01T00:00:00+00:00")
+        r2 = make_record(e, 1.2, 1.1, 1.3, "not_reproduced", started="2026-01-02T00:00:00+00:00")
+        ledger = build_ledger([("a1", r1), ("a2", r2)], [], _expected(e))
+        assert not ledger.rejected
+        [p] = pool(ledger.rows)
+        assert (p.count, p.verdicts, p.latest) == (2, {"not_reproduced": 1, "reproduced": 1}, "not_reproduced")
+        assert (p.lo, p.hi) == (1.2, 1.8)
+
+    def test_wrong_stored_verdict_is_rejected(self):
+        e = gate_entry()
+        bad = make_record(e, 1.2, 1.1, 1.3, "reproduced")  # lower bound 1.1 < threshold 1.5
+        ledger = build_ledger([("bad", bad)], [], _expected(e))
+        assert ledger.rows == [] and "re-judged 'not_reproduced'" in ledger.rejected[0][1]
+
+    def test_record_judged_against_older_entry_is_stale_and_not_pooled(self):
+        old, new = gate_entry(value=2.0), gate_entry(value=3.0)
+        r = make_record(old, 1.8, 1.7, 1.9, "reproduced")
+        ledger = build_ledger([("s", r)], [], _expected(new))
+        assert [row.stale for row in ledger.rows] == [True]
+        assert pool(ledger.rows) == []
+
+    def test_calibration_record_reused_as_check_is_rejected(self):
+        e = gate_entry(calibration=["c1", "c2", "c3"])
+        r = make_record(e, 1.8, 1.7, 1.9, "reproduced")
+        ledger = build_ledger([("c1", r)], [], _expected(e))
+        assert ledger.rows == [] and "reused as a check" in ledger.rejected[0][1]
+
+    def test_invalid_files_are_listed_with_reason(self):
+        ledger = build_ledger([], [("x.json", "schema_version: must be 1")], {})
+        assert ledger.rejected == [("x.json", "schema_version: must be 1")]
+
+
+def _throughput_record(started: str) -> rec.Record:
+    e = gate_entry(claim="flip_proxy_mask50_speedup", metric="speedup_step_mask50")
+    r = make_record(e, 1.9, 1.8, 2.0, "reproduced", started=started)
+    points = [{"mode": "step", "arm": a, "patch_dropout": p, "batch_size": 8, "img_per_s_median": v,
+               "fwd_flops_per_sample": f} for a, p, v, f in
+              (("mask0", 0.0, 10.0, 6.0e9), ("mask50", 0.5, 19.0, 3.0e9))]
+    return r.model_copy(update={"points": points})
+
+
+def _digest_reports(root: Path, env_extra: dict[str, str]) -> str:
+    env = {**os.environ, **env_extra, "PYTHONPATH": str(REPO)}
+    subprocess.run([sys.executable, "-m", "cliprepro", "--root", str(root), "report"], env=env,
+                   check=True, capture_output=True)
+    digest = hashlib.sha256()
+    for path in sorted((root / "reports").iterdir()):
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
+class TestRender:
+    def test_byte_identical_across_processes_time_zones_and_hash_seeds(self, root_copy: Path):
+        for day in ("01", "02"):
+            rec.write(_throughput_record(f"2026-01-{day}T00:00:00+00:00"), root_copy / "results")
+        a = _digest_reports(root_copy, {"TZ": "UTC", "PYTHONHASHSEED": "1"})
+        b = _digest_reports(root_copy, {"TZ": "Asia/Kolkata", "PYTHONHASHSEED": "987"})
+        assert a == b
+        page = (root_copy / "reports" / "flip_speedup.md").read_text()
+        assert "flip_speedup_throughput.png" in page and "1.9 [1.8, 2] (n=9)" in page
+
+    def test_tampered_record_is_rejected_in_the_leaderboard(self, root_copy: Path):
+        _rid, path = rec.write(_throughput_record("2026-01-01T00:00:00+00:00"), root_copy / "results")
+        data = json.loads(path.read_text())
+        data["results"][0]["value"] = 2.5
+        path.write_text(json.dumps(data))
+        _digest_reports(root_copy, {})
+        board = (root_copy / "reports" / "README.md").read_text()
+        assert "does not match the file name" in board
+
+
+@pytest.mark.parametrize("value,expected", [(None, "—"), (1.23456, "1.235"), (1000.0, "1000")])
+def test_number_format(value, expected):
+    from cliprepro.report import _num
+    assert _num(value) == expected
