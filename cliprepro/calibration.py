@@ -19,9 +19,9 @@ HEADER = ("# Gate entries (kind calibrated_effect) are written by `cliprepro cal
           "# calibration records they cite (results/calibration/); findings are edited by hand.\n")
 
 
-def runs_needed(runtime_s: float) -> int:
+def runs_needed(run_s: float) -> int:
     """DESIGN.md: >= 5 calibration runs where a run costs under a minute, else >= 3."""
-    return 5 if runtime_s < 60 else 3
+    return 5 if run_s < 60 else 3
 
 
 def expected_from_records(entry: ExpectedEntry, records: dict[str, rec.Record]) -> Calibrated:

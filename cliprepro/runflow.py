@@ -59,9 +59,6 @@ def runner_params(layout: Layout, suite: Suite, scale: str, control: str | None)
     runner = get(suite.runner)
     data = dict(suite.scales[scale].params)
     if control:
-        if control not in suite.negative_controls:
-            raise InputError(layout.suites / f"{suite.suite}.yaml", "negative_controls",
-                             f"no control {control!r}; defined: {', '.join(sorted(suite.negative_controls))}")
         data.update(suite.negative_controls[control].overrides)
     try:
         params = runner.Params.model_validate(data)
@@ -115,6 +112,9 @@ def execute(layout: Layout, name: str, *, scale: str = "auto", dry_run: bool = F
     suite, expected = layout.load(name)
     scale = pick_scale(suite, scale, cuda_available())
     plan = suite.scales[scale]
+    if control and control not in suite.negative_controls:
+        raise InputError(layout.suites / f"{name}.yaml", "negative_controls",
+                         f"no control {control!r}; defined: {', '.join(sorted(suite.negative_controls)) or '(none)'}")
     entries = select_entries(suite, expected.entries, scale, claims or [], control,
                              layout.expected / f"{name}.yaml")
     runner, params = runner_params(layout, suite, scale, control)

@@ -1,0 +1,56 @@
+"""Packaging: one bootstrap venv keyed by dependencies; thin tox envs, one per suite; README."""
+from __future__ import annotations
+
+import configparser
+import importlib.util
+import re
+
+from tests.conftest import REPO
+
+
+def _bootstrap(root):
+    spec = importlib.util.spec_from_file_location("bootstrap", REPO / "tools" / "bootstrap.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    mod.ROOT = root
+    return mod
+
+
+class TestBootstrap:
+    def test_key_follows_pyproject_and_constraints(self, tmp_path):
+        for name in ("pyproject.toml", "constraints.txt"):
+            (tmp_path / name).write_text((REPO / name).read_text())
+        boot = _bootstrap(tmp_path)
+        key = boot.venv_key()
+        assert boot.venv_key() == key
+        (tmp_path / "constraints.txt").write_text((REPO / "constraints.txt").read_text() + "x==1\n")
+        assert boot.venv_key() != key
+
+    def test_requirements_come_from_pyproject(self, tmp_path):
+        reqs = _bootstrap(REPO).requirements()
+        assert "open_clip_torch" in reqs and "requests" in reqs and "pytest" in reqs
+        assert "deepspeed" not in reqs  # an opt-in extra
+
+
+class TestTox:
+    def test_every_env_is_thin_and_every_suite_has_one(self):
+        ini = configparser.ConfigParser(interpolation=None)
+        ini.read(REPO / "tox.ini")
+        assert ini["testenv"]["skip_install"] == "true" and ini["testenv"]["deps"].strip() == ""
+        suites = {p.stem for p in (REPO / "suites").glob("*.yaml")}
+        envs = {s.split(":", 1)[1] for s in ini.sections() if s.startswith("testenv:")}
+        assert suites | {"proxy", "report"} == envs
+        for section in ini.sections():
+            if section.startswith("testenv:"):
+                assert "tools/bootstrap.py exec" in ini[section]["commands"]
+                assert "deps" not in ini[section] and "env_dir" not in ini[section]
+        for suite in suites:
+            assert f"cliprepro run {suite} " in ini[f"testenv:{suite}"]["commands"]
+
+
+def test_readme_starts_with_exactly_two_commands():
+    text = (REPO / "README.md").read_text()
+    block = re.search(r"```bash\n(.*?)```", text, re.S).group(1)
+    commands = [line for line in block.splitlines() if line.strip()]
+    assert len(commands) == 2 and text.index("```bash") < text.index("\n## ")
+    assert commands[0].startswith("bin/cliprepro run all --scale proxy") and commands[1].startswith("bin/test")
