@@ -18,7 +18,7 @@ from cliprepro.spec import ExpectedEntry, ExpectedFile, Suite
 
 
 def _num(x: float | None) -> str:
-    return "—" if x is None else f"{x:.4g}"
+    return "—" if x is None else f"{x:.5g}"
 
 
 def _measured(r: rec.ClaimResult) -> str:

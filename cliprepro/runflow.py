@@ -93,10 +93,14 @@ def _result(entry: ExpectedEntry, verdict: str, reason: str, metric: rec.Metric 
 
 
 def judge_all(entries: list[ExpectedEntry], metrics: dict[str, rec.Metric],
-              beside: dict[str, dict[str, float]], errors: list[str]) -> list[rec.ClaimResult]:
+              beside: dict[str, dict[str, float]], errors: list[str],
+              skip: dict[str, str] | None = None) -> list[rec.ClaimResult]:
     results = []
     for entry in entries:
         metric = metrics.get(entry.metric)
+        if skip and entry.metric in skip and not errors:
+            results.append(_result(entry, "skipped", skip[entry.metric]))
+            continue
         if errors:
             results.append(_result(entry, "error", "; ".join(errors), metric, beside.get(entry.metric)))
             continue
@@ -153,7 +157,7 @@ def execute(layout: Layout, name: str, *, scale: str = "auto", dry_run: bool = F
                 status = "error"
                 message = (f"ran {wall_s:.0f} s, over {RUNTIME_OVERRUN}x the declared runtime_s "
                            f"{plan.runtime_s:g} of scales.{scale}")
-            results = judge_all(entries, output.metrics, output.beside, output.errors)
+            results = judge_all(entries, output.metrics, output.beside, output.errors, output.skip)
             record = rec.Record(**base, status=status, message=message, results=results,
                                 metrics=output.metrics, points=output.points, inputs=output.inputs,
                                 provenance=collect(layout.root, output.device),

@@ -5,8 +5,9 @@ No GPU, no data, no memory: these checks run at the paper's own size in CI.
 Counting conventions (stated so a reader can check them): FLOPs are forward FLOPs per sample from
 torch's FlopCounterMode (matmul-type ops), in train mode so PatchDropout drops tokens; a masking
 ratio's FLOPs ratio is (image + text) with mask over (image + text) without. Parameter counts of an
-encoder exclude its output projection into the joint embedding (FLIP Table 9 counts encoders);
-the total counts every parameter of the CLIP model.
+encoder exclude its output projection into the joint embedding (FLIP Table 9 counts encoders)
+unless `include_projections` (open_clip's model_profile.csv: the image tower with its projection,
+the text side is every other parameter but logit_scale); the total counts every parameter.
 """
 from __future__ import annotations
 
@@ -20,8 +21,10 @@ __all__ = ["Params", "plan", "run"]
 
 
 def _cfg(params: Params, model: str, patch_dropout: float | None = None) -> dict:
-    return with_overrides(model_config(model), context_length=params.text_context_length,
-                          vocab_size=params.text_vocab_size, patch_dropout=patch_dropout)
+    cfg = with_overrides(model_config(model), context_length=params.text_context_length,
+                         vocab_size=params.text_vocab_size, patch_dropout=patch_dropout)
+    cfg["vision_cfg"].update(params.vision_overrides)
+    return cfg
 
 
 def plan(params: Params, scale: str) -> str:
@@ -62,9 +65,10 @@ def run(params: Params, scale: str) -> Output:
                    if not n.startswith("visual.") and n != "logit_scale")
         text_proj = model.text_projection.numel() if model.text_projection is not None else 0
         total = sum(p.numel() for p in model.parameters())
-        for part, count in (("vision", visual - visual_proj), ("text", text - text_proj),
-                            ("total", total)):
+        if not spec.include_projections:
+            visual, text = visual - visual_proj, text - text_proj
+        for part, count in (("vision", visual), ("text", text), ("total", total)):
             out.metrics[f"params_{part}_M_{spec.name}"] = exact(count / 1e6, "M")
-        out.points.append({"params": spec.name, "vision": visual - visual_proj,
-                           "text": text - text_proj, "total": total})
+        out.points.append({"params": spec.name, "vision": visual, "text": text, "total": total,
+                           "include_projections": spec.include_projections})
     return out

@@ -14,6 +14,7 @@ class Output:
     beside: dict[str, dict[str, float]] = field(default_factory=dict)  # metric -> shown beside it
     points: list[dict[str, Any]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # plan mismatches etc.: every claim -> error
+    skip: dict[str, str] = field(default_factory=dict)  # metric -> why its claim is skipped
     inputs: dict[str, Any] = field(default_factory=dict)
     device: dict[str, Any] = field(default_factory=dict)
 

@@ -11,8 +11,50 @@ from cliprepro.spec import Strict
 class Arm(Strict):
     """One sweep point of the throughput runner; unset fields inherit the run's."""
     name: str = Field(pattern=r"^[a-z0-9_]+$")
-    patch_dropout: float = Field(0.0, ge=0, lt=1)
+    baseline: str | None = Field(None, description="arm this one is compared with (default: the first)")
+    model: str | None = None
+    patch_dropout: float = Field(0.0, ge=0, lt=1, description="fraction of image patches dropped")
+    mask_kind: Literal["random", "grid", "block"] = "random"
+    image_size: int | None = Field(None, ge=8, description="resize: fewer patches")
+    context_length: int | None = Field(None, ge=2)
+    attention: Literal["default", "flash", "math"] = "default"
+    optimizer: Literal["adamw", "lamb"] = "adamw"
     batch_size: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _mask(self) -> "Arm":
+        if self.mask_kind == "grid" and self.patch_dropout != 0.75:
+            raise ValueError("mask_kind grid keeps one patch per 2x2 window: patch_dropout must be 0.75")
+        if self.mask_kind != "random" and self.patch_dropout == 0:
+            raise ValueError(f"mask_kind {self.mask_kind} needs patch_dropout > 0")
+        return self
+
+
+class OptimizerCfg(Strict):
+    """Set explicitly for both optimizers (timm's Lamb clips and adapts by default, traps.md)."""
+    lr: float = Field(5e-4, gt=0)
+    betas: tuple[float, float] = (0.9, 0.98)
+    eps: float = Field(1e-6, gt=0)
+    weight_decay: float = Field(0.05, ge=0)
+    max_grad_norm: float | None = Field(None, gt=0, description="None: no clipping")
+
+
+class TokenCheck(Strict):
+    """Exact count of tokens reaching the first vision block of a full-size model (meta device)."""
+    name: str = Field(pattern=r"^[A-Za-z0-9_]+$")
+    model: str
+    image_size: int | None = Field(None, ge=8)
+
+
+class Schedule(Strict):
+    """A published two-stage schedule, for an A100-days estimate from measured FLOPs and MFU."""
+    name: str = Field(pattern=r"^[A-Za-z0-9_]+$")
+    pretrain_arm: str
+    pretrain_samples: float = Field(gt=0)
+    finetune_arm: str
+    finetune_samples: float = Field(gt=0)
+    gpus: int = Field(8, ge=1)
+    note: str = ""
 
 
 class ThroughputParams(Strict):
@@ -22,18 +64,35 @@ class ThroughputParams(Strict):
     modes: list[Literal["step", "image_tower"]] = Field(min_length=1)
     precision: Literal["fp32", "bf16"] = "fp32"
     batch_size: int = Field(ge=1)
-    arms: list[Arm] = Field(min_length=2, description="the first arm is the baseline")
+    arms: list[Arm] = Field(min_length=2, description="the first arm is the default baseline")
     rounds: int = Field(9, ge=9, description="interleaved rounds (>= 9)")
     min_block_s: float = Field(1.0, ge=1.0, description="each timed block runs >= this long")
     warmup_steps: int = Field(2, ge=1)
+    optimizer: OptimizerCfg = OptimizerCfg()
+    measure_memory: bool = Field(False, description="CPU: peak RSS per arm in its own process")
+    token_checks: list[TokenCheck] = []
+    schedules: list[Schedule] = []
     seed: int = 0
 
     @model_validator(mode="after")
-    def _unique_arms(self) -> "ThroughputParams":
+    def _arms(self) -> "ThroughputParams":
         names = [a.name for a in self.arms]
         if len(set(names)) != len(names):
             raise ValueError(f"arm names must be unique, got {names}")
+        for arm in self.arms:
+            if arm.baseline is not None and (arm.baseline not in names or arm.baseline == arm.name):
+                raise ValueError(f"arm {arm.name}: baseline must be another arm, one of {names}")
+        for s in self.schedules:
+            for ref in (s.pretrain_arm, s.finetune_arm):
+                if ref not in names:
+                    raise ValueError(f"schedule {s.name}: no arm {ref!r}; arms: {names}")
         return self
+
+    def baseline_of(self, arm: Arm) -> Arm | None:
+        """The arm `arm` is compared with (None for the first arm when it names none)."""
+        if arm.baseline is not None:
+            return next(a for a in self.arms if a.name == arm.baseline)
+        return None if arm is self.arms[0] else self.arms[0]
 
 
 class FlopsSpec(Strict):
@@ -45,6 +104,9 @@ class FlopsSpec(Strict):
 class ParamCountSpec(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_]+$")
     model: str
+    include_projections: bool = Field(False, description=(
+        "False: encoders without their output projection (FLIP Table 9); True: open_clip's "
+        "model_profile convention (image tower with its projection, text = the rest)"))
 
 
 class ArchitectureParams(Strict):
@@ -52,3 +114,4 @@ class ArchitectureParams(Strict):
     param_counts: list[ParamCountSpec] = []
     text_context_length: int | None = Field(None, ge=2, description="override every model's")
     text_vocab_size: int | None = Field(None, ge=2, description="override every model's")
+    vision_overrides: dict[str, int | float] = Field({}, description="set in every model's vision_cfg")

@@ -1,129 +1,161 @@
 """Throughput runner: time an open_clip model's training step over a sweep of arms.
 
-Protocol (DESIGN.md "Runners"): train mode (PatchDropout is a no-op in eval mode); the token count
-reaching the first vision block is recorded per arm and a mismatch with the plan is an error;
-interleaved rounds in rotated order, timed blocks >= 1 s, >= 9 rounds; per-round ratio of
-per-sample times, its median and order-statistic interval; forward FLOPs per sample beside it.
+Protocol (DESIGN.md "Runners"): train mode (PatchDropout is a no-op in eval mode); per arm, the
+token count reaching the first vision block and the SDPA kernel the profiler saw are recorded, and
+a mismatch with the plan is an error; interleaved rounds in rotated order, timed blocks >= 1 s,
+>= 9 rounds; per-round ratio of per-sample times against the arm's baseline, its median and
+order-statistic interval, the FLOPs-ideal ratio beside it; MFU against the datasheet peak and a
+matmul peak measured on the device; peak memory per arm.
 """
 from __future__ import annotations
 
 import torch
-from open_clip.loss import ClipLoss
 
 from cliprepro.provenance import device_info
 from runners.flops import tower_flops
-from runners.models import build, first_block_tokens, image_token_count, model_config, with_overrides
-from runners.output import Output, from_samples
+from runners.models import build, first_block_tokens, model_config, with_overrides
+from runners.output import Output, exact, from_samples
 from runners.params import Arm, ThroughputParams as Params
+from runners.peaks import A100_BF16, datasheet_peak, measured_matmul_peak
 from runners.timing import Step, interleaved_rounds
+from runners.trainstep import (arm_config, build_arm, make_step, peak_memory_mb, planned_tokens,
+                               sdpa_kernels_seen)
 
-__all__ = ["Params", "plan", "run"]
-
-
-def planned_tokens(cfg: dict, patch_dropout: float) -> int:
-    """Tokens open_clip's PatchDropout keeps: max(1, int(patches * keep)) plus the class token."""
-    patches = image_token_count(cfg) - 1
-    if patch_dropout == 0:
-        return patches + 1
-    return max(1, int(patches * (1 - patch_dropout))) + 1
+__all__ = ["Params", "plan", "run", "planned_tokens"]
 
 
-def arm_config(params: Params, arm: Arm) -> dict:
-    base = model_config(params.model)
-    return with_overrides(base, image_size=params.image_size, context_length=params.context_length,
-                          patch_dropout=arm.patch_dropout)
+def _fwd_flops(cfg: dict, arm: Arm, mode: str) -> int:
+    """Forward FLOPs per sample; grid / block masks are counted at their random-mask equivalent
+    (same kept-token count), since FlopCounterMode sees only the open_clip model."""
+    img, txt = tower_flops(with_overrides(cfg, patch_dropout=arm.patch_dropout))
+    return img if mode == "image_tower" else img + txt
 
 
 def plan(params: Params, scale: str) -> str:
-    lines = [f"throughput: model {params.model}, modes {', '.join(params.modes)}, "
-             f"precision {params.precision}, {params.rounds} interleaved rounds, "
-             f"timed blocks >= {params.min_block_s} s, warm-up {params.warmup_steps} steps"]
+    lines = [f"throughput: modes {', '.join(params.modes)}, precision {params.precision}, "
+             f"{params.rounds} interleaved rounds, timed blocks >= {params.min_block_s} s, "
+             f"warm-up {params.warmup_steps} steps, 1 device ({'CUDA' if scale != 'proxy' else 'CPU'})"]
     for arm in params.arms:
         cfg = arm_config(params, arm)
-        img, txt = tower_flops(cfg)
-        lines.append(f"  arm {arm.name}: patch_dropout {arm.patch_dropout}, batch "
-                     f"{arm.batch_size or params.batch_size}, image {cfg['vision_cfg']['image_size']} px, "
-                     f"context {cfg['text_cfg']['context_length']}, tokens at first block "
-                     f"{planned_tokens(cfg, arm.patch_dropout)}, forward GFLOPs/sample "
-                     f"image {img / 1e9:.2f} + text {txt / 1e9:.2f}")
+        base = params.baseline_of(arm)
+        lines.append(f"  arm {arm.name}: {arm.model or params.model}, {arm.mask_kind} mask "
+                     f"{arm.patch_dropout}, batch {arm.batch_size or params.batch_size}, image "
+                     f"{cfg['vision_cfg']['image_size']} px, context {cfg['text_cfg']['context_length']}, "
+                     f"attention {arm.attention}, {arm.optimizer}, tokens at first block "
+                     f"{planned_tokens(cfg, arm)}, forward GFLOPs/sample "
+                     f"{_fwd_flops(cfg, arm, 'step') / 1e9:.2f}"
+                     f"{', vs ' + base.name if base else ' (baseline)'}")
+    for check in params.token_checks:
+        lines.append(f"  token check {check.name}: {check.model} at {check.image_size or 'native'} px")
+    for s in params.schedules:
+        lines.append(f"  schedule {s.name}: {s.pretrain_samples:.4g} samples at {s.pretrain_arm}, then "
+                     f"{s.finetune_samples:.4g} at {s.finetune_arm}, on {s.gpus} GPUs (A100-days estimate)")
     return "\n".join(lines)
 
 
-def _make_step(model, mode: str, batch: int, cfg: dict, device: torch.device,
-               precision: str, seed: int) -> Step:
-    gen = torch.Generator().manual_seed(seed)
+def token_check(model: str, image_size: int | None) -> int:
+    """Tokens a full-size model's first vision block receives, by a real forward on the meta device."""
+    cfg = with_overrides(model_config(model), image_size=image_size)
+    m = build(cfg, "meta").train()
+    probe = first_block_tokens(m)
     side = cfg["vision_cfg"]["image_size"]
-    t = cfg["text_cfg"]
-    images = torch.randn(batch, 3, side, side, generator=gen).to(device)
-    texts = torch.randint(0, t["vocab_size"], (batch, t["context_length"]), generator=gen).to(device)
-    params = model.visual.parameters() if mode == "image_tower" else model.parameters()
-    # open_clip_train's ViT defaults; fused kernels only where they exist (CUDA)
-    opt = torch.optim.AdamW(params, lr=1e-4, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.2)
-    loss_fn = ClipLoss()
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    with torch.device("meta"):
+        m.visual(torch.empty(1, 3, side, side))
+    probe.close()
+    return probe.seen[0]
 
-    def step() -> None:
-        with autocast:
-            if mode == "image_tower":
-                loss = model.visual(images).float().pow(2).mean()
-            else:
-                out = model(images, texts)
-                loss = loss_fn(out["image_features"], out["text_features"], out["logit_scale"])
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
 
-    return step
+def _compare(out: Output, params: Params, mode: str, secs: dict[str, list[float]],
+             flops: dict[str, int], kernels: dict[str, list[str]]) -> None:
+    for arm in params.arms:
+        base = params.baseline_of(arm)
+        if base is None:
+            continue
+        if arm.attention != base.attention and kernels[arm.name] == kernels[base.name]:
+            out.errors.append(f"{mode}/{arm.name}: attention {arm.attention} vs {base.attention} "
+                              f"planned, but both arms ran {kernels[arm.name]}")
+        b_batch, a_batch = base.batch_size or params.batch_size, arm.batch_size or params.batch_size
+        ratios = [(b / b_batch) / (a / a_batch) for b, a in zip(secs[base.name], secs[arm.name])]
+        name = f"speedup_{mode}_{arm.name}"
+        out.metrics[name] = from_samples(ratios, "x")
+        out.metrics[f"time_saved_pct_{mode}_{arm.name}"] = from_samples(
+            [100 * (1 - 1 / r) for r in ratios], "%")
+        out.beside[name] = {"flops_ideal_speedup": round(flops[base.name] / flops[arm.name], 4)}
 
 
 def run(params: Params, scale: str) -> Output:
     device = torch.device("cuda" if scale in ("gpu", "paper") else "cpu")
     out = Output(device=device_info(device))
-    baseline = params.arms[0]
+    name = out.device["device_class"]
+    sheet, sheet_src = datasheet_peak(name, params.precision)
+    matmul = measured_matmul_peak(device, params.precision)
+    out.inputs = {"data": "random tensors (throughput only)", "matmul_peak_flops": matmul,
+                  "datasheet_peak_flops": sheet, "datasheet_source": sheet_src}
+    for check in params.token_checks:
+        out.metrics[f"tokens_{check.name}"] = exact(token_check(check.model, check.image_size), "tokens")
+    mfu_by_arm: dict[str, float] = {}
     for mode in params.modes:
         steps: dict[str, Step] = {}
-        probes = {}
-        cfgs = {}
+        cfgs, probes, kernels, flops, memory = {}, {}, {}, {}, {}
         for arm in params.arms:
             cfg = cfgs[arm.name] = arm_config(params, arm)
-            torch.manual_seed(params.seed)  # equal initial weights in every arm
-            model = build(cfg, device).train()
+            model = build_arm(cfg, arm, device, params.seed)
             probes[arm.name] = first_block_tokens(model)
-            steps[arm.name] = _make_step(model, mode, arm.batch_size or params.batch_size, cfg,
-                                         device, params.precision, params.seed)
+            steps[arm.name] = make_step(model, mode, arm.batch_size or params.batch_size, cfg, device,
+                                        params.precision, arm, params.optimizer, params.seed)
+            kernels[arm.name] = sdpa_kernels_seen(steps[arm.name])
+            memory[arm.name] = peak_memory_mb(params, arm, mode, device, steps[arm.name])
+            flops[arm.name] = _fwd_flops(cfg, arm, mode)
         secs = interleaved_rounds(steps, rounds=params.rounds, min_block_s=params.min_block_s,
                                   warmup_steps=params.warmup_steps, device=device)
-        base_batch = baseline.batch_size or params.batch_size
-        base_img, base_txt = tower_flops(cfgs[baseline.name])
         for arm in params.arms:
             batch = arm.batch_size or params.batch_size
-            planned = planned_tokens(cfgs[arm.name], arm.patch_dropout)
+            planned = planned_tokens(cfgs[arm.name], arm)
             seen = sorted(set(probes[arm.name].seen))
             probes[arm.name].close()
             if seen != [planned]:
                 out.errors.append(f"{mode}/{arm.name}: planned {planned} tokens at the first block, "
                                   f"saw {seen}")
-            img, txt = tower_flops(cfgs[arm.name])
-            fwd = img if mode == "image_tower" else img + txt
-            per_round_s = secs[arm.name]
-            out.metrics[f"ms_per_step_{mode}_{arm.name}"] = from_samples(
-                [s * 1e3 for s in per_round_s], "ms")
-            out.metrics[f"img_per_s_{mode}_{arm.name}"] = from_samples(
-                [batch / s for s in per_round_s], "img/s")
+            ms = from_samples([s * 1e3 for s in secs[arm.name]], "ms")
+            ips = from_samples([batch / s for s in secs[arm.name]], "img/s")
+            achieved = 3 * flops[arm.name] * ips.value  # forward + backward ~ 3x forward
+            mfu_by_arm[arm.name] = achieved / matmul
+            out.metrics[f"ms_per_step_{mode}_{arm.name}"] = ms
+            out.metrics[f"img_per_s_{mode}_{arm.name}"] = ips
             out.points.append({
-                "mode": mode, "arm": arm.name, "patch_dropout": arm.patch_dropout,
-                "batch_size": batch, "image_size": cfgs[arm.name]["vision_cfg"]["image_size"],
+                "mode": mode, "arm": arm.name, "model": arm.model or params.model,
+                "patch_dropout": arm.patch_dropout, "mask_kind": arm.mask_kind,
+                "attention": arm.attention, "optimizer": arm.optimizer, "batch_size": batch,
+                "image_size": cfgs[arm.name]["vision_cfg"]["image_size"],
                 "context_length": cfgs[arm.name]["text_cfg"]["context_length"],
                 "tokens_first_block_planned": planned, "tokens_first_block_seen": seen,
-                "fwd_flops_per_sample": fwd, "train_flops_per_sample_est": 3 * fwd,
-                "ms_per_step_median": out.metrics[f"ms_per_step_{mode}_{arm.name}"].value,
-                "img_per_s_median": out.metrics[f"img_per_s_{mode}_{arm.name}"].value,
+                "sdpa_kernels_seen": kernels[arm.name],
+                "fwd_flops_per_sample": flops[arm.name], "train_flops_per_sample_est": 3 * flops[arm.name],
+                "ms_per_step_median": ms.value, "img_per_s_median": ips.value,
+                "mfu_vs_measured_matmul_pct": round(100 * achieved / matmul, 2),
+                "mfu_vs_datasheet_pct": round(100 * achieved / sheet, 2) if sheet else None,
+                "peak_memory_mb": memory[arm.name][0], "peak_memory_how": memory[arm.name][1],
             })
-            if arm is baseline:
-                continue
-            ratios = [(b / base_batch) / (a / batch) for b, a in zip(secs[baseline.name], per_round_s)]
-            name = f"speedup_{mode}_{arm.name}"
-            out.metrics[name] = from_samples(ratios, "x")
-            base_fwd = base_img if mode == "image_tower" else base_img + base_txt
-            out.beside[name] = {"flops_ideal_speedup": round(base_fwd / fwd, 4)}
+        _compare(out, params, mode, secs, flops, kernels)
+        if mode == "step":
+            _schedules(out, params, flops, mfu_by_arm, matmul, sheet, name)
     return out
+
+
+def _schedules(out: Output, params: Params, flops: dict[str, int], mfu: dict[str, float],
+               matmul: float, sheet: float | None, device_name: str) -> None:
+    """A100-days implied by a schedule: FLOPs from the model, MFU measured here at the same shapes
+    (against the measured matmul peak), applied to an A100's bf16 peak. Labelled an estimate."""
+    for s in params.schedules:
+        total = sum(3 * flops[arm] * samples / (mfu[arm] * A100_BF16 * s.gpus)
+                    for arm, samples in ((s.pretrain_arm, s.pretrain_samples),
+                                         (s.finetune_arm, s.finetune_samples)))
+        days = total / 86400
+        metric = f"a100_days_{s.name}"
+        if "A100" in device_name:
+            out.metrics[metric] = exact(days, "days")
+        else:
+            out.skip[metric] = (f"estimate only: {days:.3g} days on {s.gpus}x A100 from MFU measured on "
+                                f"{device_name}; a verdict needs a record from an A100")
+        out.points.append({"schedule": s.name, "a100_days_estimate": round(days, 4),
+                           "measured_on": device_name, "note": s.note})

@@ -94,7 +94,7 @@ class TestRender:
         assert "does not match the file name" in board
 
 
-@pytest.mark.parametrize("value,expected", [(None, "—"), (1.23456, "1.235"), (1000.0, "1000")])
+@pytest.mark.parametrize("value,expected", [(None, "—"), (1.23456, "1.2346"), (1844.91, "1844.9")])
 def test_number_format(value, expected):
     from cliprepro.report import _num
     assert _num(value) == expected

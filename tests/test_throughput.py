@@ -7,7 +7,7 @@ import torch
 from cliprepro.runflow import judge_all
 from runners import throughput
 from runners.models import TokenProbe, build, model_config, with_overrides
-from runners.params import ThroughputParams
+from runners.params import Arm, ThroughputParams
 from runners.timing import interleaved_rounds, rotated
 from tests.conftest import gate_entry
 
@@ -21,7 +21,12 @@ class TestPlannedTokens:
     ])
     def test_plan(self, model, size, drop, tokens):
         cfg = with_overrides(model_config(model), image_size=size)
-        assert throughput.planned_tokens(cfg, drop) == tokens
+        assert throughput.planned_tokens(cfg, Arm(name="a", patch_dropout=drop)) == tokens
+
+    @pytest.mark.parametrize("kind,tokens", [("random", 65), ("grid", 65), ("block", 65)])
+    def test_equal_budgets_across_mask_kinds(self, kind, tokens):
+        cfg = model_config("ViT-Proxy-256tok")
+        assert throughput.planned_tokens(cfg, Arm(name="a", patch_dropout=0.75, mask_kind=kind)) == tokens
 
 
 class TestTokenProbe:
@@ -56,7 +61,7 @@ def _tiny_params(**kw) -> ThroughputParams:
     # model_construct: below the suite minimums (9 rounds, 1 s blocks) to keep the test fast
     data = dict(model="ViT-Proxy-256tok", image_size=None, context_length=None, modes=["step"],
                 precision="fp32", batch_size=2, rounds=3, min_block_s=0.0, warmup_steps=1, seed=0,
-                arms=[throughput.Arm(name="mask0"), throughput.Arm(name="mask75", patch_dropout=0.75)])
+                arms=[Arm(name="mask0"), Arm(name="mask75", patch_dropout=0.75)])
     data.update(kw)
     return ThroughputParams.model_construct(**data)
 
@@ -71,7 +76,7 @@ class TestRun:
         assert [p["tokens_first_block_seen"] for p in out.points] == [[257], [65]]
 
     def test_token_mismatch_is_an_error_verdict(self, monkeypatch):
-        monkeypatch.setattr(throughput, "planned_tokens", lambda cfg, drop: 999)
+        monkeypatch.setattr(throughput, "planned_tokens", lambda cfg, arm: 999)
         out = throughput.run(_tiny_params(rounds=1), "proxy")
         assert any("planned 999 tokens" in e for e in out.errors)
         entry = gate_entry(metric="speedup_step_mask75")

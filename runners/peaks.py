@@ -1,0 +1,40 @@
+"""Peak FLOP rates: datasheet (dense, per precision) and a matmul peak measured on the device."""
+from __future__ import annotations
+
+import torch
+
+from runners.timing import steps_per_block, time_block
+
+# Dense tensor-core peaks from the vendors' datasheets (no sparsity), FLOP/s. fp32 = plain fp32
+# (no TF32). Matched by substring of torch.cuda.get_device_name, most specific first.
+DATASHEET = (
+    ("H100 PCIe", {"bf16": 756e12, "fp32": 51.2e12}),
+    ("H100", {"bf16": 989.4e12, "fp32": 66.9e12}),   # SXM5
+    ("H200", {"bf16": 989.4e12, "fp32": 66.9e12}),
+    ("A100", {"bf16": 312e12, "fp32": 19.5e12}),
+    ("L40S", {"bf16": 362.05e12, "fp32": 91.6e12}),
+)
+A100_BF16 = 312e12
+
+
+def datasheet_peak(device_name: str, precision: str) -> tuple[float | None, str]:
+    for key, peaks in DATASHEET:
+        if key in device_name:
+            return peaks[precision], f"datasheet {key} {precision}"
+    return None, f"no datasheet peak known for {device_name!r}"
+
+
+def measured_matmul_peak(device: torch.device, precision: str, rounds: int = 3) -> float:
+    """Best FLOP/s of a square matmul over `rounds` timed blocks of >= 1 s (the timing recipe)."""
+    n = 8192 if device.type == "cuda" else 2048
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+
+    def step() -> None:
+        torch.mm(a, b)
+
+    step()
+    steps = steps_per_block(step, 1.0, device)
+    best_s = min(time_block(step, steps, device) for _ in range(rounds))
+    return 2 * n**3 / best_s
