@@ -32,7 +32,8 @@ def validate_all(layout: Layout) -> list[str]:
         schema = PARAMS[suite.runner]
         for scale, plan in suite.scales.items():
             variants = [("", plan.params)] + [(f" with negative control {c}", {**plan.params, **nc.overrides})
-                                              for c, nc in suite.negative_controls.items()]
+                                              for c, nc in suite.negative_controls.items()
+                                              if scale == suite.ci_scale]  # controls run at CI scale
             for label, data in variants:
                 try:
                     schema.model_validate(data)

@@ -11,7 +11,8 @@ from cliprepro.spec import Strict
 class Arm(Strict):
     """One sweep point of the throughput runner; unset fields inherit the run's."""
     name: str = Field(pattern=r"^[a-z0-9_]+$")
-    baseline: str | None = Field(None, description="arm this one is compared with (default: the first)")
+    baseline: str | None = Field(None, description=(
+        "arm this one is compared with; 'none' for a reference arm (default: the first arm)"))
     model: str | None = None
     patch_dropout: float = Field(0.0, ge=0, lt=1, description="fraction of image patches dropped")
     mask_kind: Literal["random", "grid", "block"] = "random"
@@ -80,8 +81,8 @@ class ThroughputParams(Strict):
         if len(set(names)) != len(names):
             raise ValueError(f"arm names must be unique, got {names}")
         for arm in self.arms:
-            if arm.baseline is not None and (arm.baseline not in names or arm.baseline == arm.name):
-                raise ValueError(f"arm {arm.name}: baseline must be another arm, one of {names}")
+            if arm.baseline not in (None, "none") and (arm.baseline not in names or arm.baseline == arm.name):
+                raise ValueError(f"arm {arm.name}: baseline must be 'none' or another arm, one of {names}")
         for s in self.schedules:
             for ref in (s.pretrain_arm, s.finetune_arm):
                 if ref not in names:
@@ -90,6 +91,8 @@ class ThroughputParams(Strict):
 
     def baseline_of(self, arm: Arm) -> Arm | None:
         """The arm `arm` is compared with (None for the first arm when it names none)."""
+        if arm.baseline == "none":
+            return None
         if arm.baseline is not None:
             return next(a for a in self.arms if a.name == arm.baseline)
         return None if arm is self.arms[0] else self.arms[0]
