@@ -73,6 +73,45 @@ def _environment(rows: list[Row]) -> str:
                      "commit", "wall s", "status"], tablefmt="github")
 
 
+POINT_COLUMNS = (("mode", "mode"), ("arm", "arm"), ("tokens_first_block_seen", "tokens seen"),
+                 ("context_length", "text ctx"), ("sdpa_kernels_seen", "SDPA kernel"),
+                 ("img_per_s_median", "img/s"), ("ms_per_step_median", "ms/step"),
+                 ("fwd_flops_per_sample", "fwd FLOPs/sample"),
+                 ("mfu_vs_measured_matmul_pct", "MFU % (measured matmul peak)"),
+                 ("mfu_vs_datasheet_pct", "MFU % (datasheet)"), ("peak_memory_mb", "peak MiB"))
+
+
+def _cell(value) -> str:
+    if isinstance(value, list):
+        return ", ".join(str(v).replace("aten::_scaled_dot_product_", "") for v in value)
+    return _num(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else (
+        "—" if value is None else str(value))
+
+
+def _points(rows: list[Row]) -> str:
+    """Sweep points and estimates of the newest run record per (scale, device)."""
+    latest = {}
+    for row in rows:
+        latest[(row.record.scale, row.device_class)] = (row.rid, row.record)
+    parts = []
+    for (scale, device), (rid, record) in sorted(latest.items()):
+        sweep = [p for p in record.points if "arm" in p]
+        if sweep:
+            parts += [f"### Sweep points: {scale} on {device} (record `{rid}`)", "",
+                      tabulate([[_cell(p.get(k)) for k, _ in POINT_COLUMNS] for p in sweep],
+                               [h for _, h in POINT_COLUMNS], tablefmt="github"), ""]
+            why = sorted({p["peak_memory_how"] for p in sweep if p.get("peak_memory_how")})
+            parts += [f"Peak memory: {'; '.join(why)}.", ""] if why else []
+        estimates = [p for p in record.points if "a100_days_estimate" in p]
+        if estimates:
+            parts += ["Estimates (labelled as such; not measurements of the claim):", "",
+                      tabulate([[p["schedule"], _num(p["a100_days_estimate"]), p["measured_on"], p["note"]]
+                                for p in estimates],
+                               ["schedule", "8x A100 days (estimate)", "MFU measured on", "schedule"],
+                               tablefmt="github"), ""]
+    return "\n".join(parts)
+
+
 def suite_page(suite: Suite, expected: ExpectedFile, ledger: Ledger, has_plot: bool) -> str:
     mine = lambda rows: [r for r in rows if r.record.suite == suite.suite]  # noqa: E731
     runs, controls, calib = mine(ledger.rows), mine(ledger.controls), mine(ledger.calibration)
@@ -85,6 +124,9 @@ def suite_page(suite: Suite, expected: ExpectedFile, ledger: Ledger, has_plot: b
     parts += [_results_table(runs) if runs else "No valid records yet.", ""]
     if has_plot:
         parts += [f"![throughput vs mask ratio]({suite.suite}_throughput.png)", ""]
+    points = _points(runs)
+    if points:
+        parts += [points]
     if controls:
         parts += ["## Negative controls", "",
                   "Each gate's mechanism switched off; a control must give `not_reproduced`.", "",

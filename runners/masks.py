@@ -27,11 +27,16 @@ def grid_keep_indices(h: int, w: int, offset: tuple[int, int] = (0, 0), window: 
 
 
 def block_shape(h: int, w: int, keep_ratio: float) -> tuple[int, int]:
-    """A block as square as the grid allows with about keep_ratio of the patches (>= 1 x 1)."""
+    """The block closest to keep_ratio of the patches (equal budgets first), then the one whose
+    aspect is closest to the grid's (>= 1 x 1)."""
     area = max(1, round(h * w * keep_ratio))
-    bh = min(h, max(1, round(math.sqrt(area * h / w))))
-    bw = min(w, max(1, round(area / bh)))
-    return bh, bw
+
+    def cost(bh: int) -> tuple[int, float]:
+        bw = min(w, max(1, round(area / bh)))
+        return abs(bh * bw - area), abs(math.log((bh / bw) / (h / w)))
+
+    bh = min(range(1, h + 1), key=cost)
+    return bh, min(w, max(1, round(area / bh)))
 
 
 def block_keep_indices(h: int, w: int, block: tuple[int, int], top: int, left: int) -> torch.Tensor:
@@ -94,4 +99,4 @@ def install(model: nn.Module, kind: MaskKind, drop_ratio: float) -> None:
         return
     visual = model.visual
     h, w = visual.grid_size
-    visual.patch_dropout = PatchSelect(kind, (h, w), drop_ratio)
+    visual.patch_dropout = PatchSelect(kind, (h, w), drop_ratio).train(visual.training)

@@ -59,8 +59,8 @@ def _throughput_record(started: str) -> rec.Record:
     e = gate_entry(claim="flip_proxy_mask50_speedup", metric="speedup_step_mask50")
     r = make_record(e, 1.9, 1.8, 2.0, "reproduced", started=started)
     points = [{"mode": "step", "arm": a, "patch_dropout": p, "batch_size": 8, "img_per_s_median": v,
-               "fwd_flops_per_sample": f} for a, p, v, f in
-              (("mask0", 0.0, 10.0, 6.0e9), ("mask50", 0.5, 19.0, 3.0e9))]
+               "fwd_flops_per_sample": f, "tokens_first_block_planned": t, "model": "m"}
+              for a, p, v, f, t in (("mask0", 0.0, 10.0, 6.0e9, 257), ("mask50", 0.5, 19.0, 3.0e9, 129))]
     return r.model_copy(update={"points": points})
 
 
