@@ -39,8 +39,22 @@ def cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
-def pick_scale(suite: Suite, requested: str, cuda: bool) -> str:
-    """auto: the architecture suites' own scale; else gpu with CUDA, else proxy (never paper training)."""
+def released_weights_configured(layout: Layout, suite: Suite) -> bool:
+    """Every stage's released checkpoint and the ImageNet folder are in the user config."""
+    from cliprepro.userconfig import load
+
+    plan = suite.scales.get("paper")
+    if plan is None or suite.runner != "train":
+        return False
+    config, _ = load(layout.root)
+    keys = [stage.get("weights_key") for stage in plan.params.get("stages", [])]
+    return bool(config.imagenet_val and Path(config.imagenet_val).is_dir() and keys
+                and all(k in config.weights and Path(config.weights[k]).exists() for k in keys))
+
+
+def pick_scale(suite: Suite, requested: str, cuda: bool, weights: bool = False) -> str:
+    """auto: the architecture suites' own scale; paper when released weights and ImageNet are
+    configured; else gpu with CUDA, else proxy. Paper-scale training is never picked."""
     if requested != "auto":
         if requested not in suite.scales:
             raise InputError(f"suites/{suite.suite}.yaml", "scales",
@@ -48,6 +62,8 @@ def pick_scale(suite: Suite, requested: str, cuda: bool) -> str:
         return requested
     if suite.runner == "architecture":
         return suite.ci_scale
+    if weights:
+        return "paper"
     if cuda and "gpu" in suite.scales:
         return "gpu"
     return "proxy" if "proxy" in suite.scales else suite.ci_scale
@@ -60,10 +76,11 @@ def runner_params(layout: Layout, suite: Suite, scale: str, control: str | None)
     data = dict(suite.scales[scale].params)
     if control:
         data.update(suite.negative_controls[control].overrides)
+    schema = runner.params_schema(scale) if hasattr(runner, "params_schema") else runner.Params
     try:
-        params = runner.Params.model_validate(data)
+        params = schema.model_validate(data)
     except ValidationError as exc:
-        err = describe_validation_error(layout.suites / f"{suite.suite}.yaml", exc, runner.Params)
+        err = describe_validation_error(layout.suites / f"{suite.suite}.yaml", exc, schema)
         raise InputError(err.path, f"scales.{scale}.params.{err.field}", err.problem) from None
     return runner, params
 
@@ -114,7 +131,7 @@ def execute(layout: Layout, name: str, *, scale: str = "auto", dry_run: bool = F
             claims: list[str] | None = None, out: Path | None = None, control: str | None = None,
             record_type: str = "run") -> Outcome:
     suite, expected = layout.load(name)
-    scale = pick_scale(suite, scale, cuda_available())
+    scale = pick_scale(suite, scale, cuda_available(), released_weights_configured(layout, suite))
     plan = suite.scales[scale]
     if control and control not in suite.negative_controls:
         raise InputError(layout.suites / f"{name}.yaml", "negative_controls",

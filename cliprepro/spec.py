@@ -19,7 +19,7 @@ SCALES: tuple[str, ...] = ("proxy", "gpu", "paper")
 Kind = Literal["exact", "at_least", "at_most", "two_sided", "released_weights", "calibrated_effect"]
 Role = Literal["gate", "finding"]
 SourceKind = Literal["primary", "secondary", "derived", "calibration"]
-RunnerName = Literal["throughput", "architecture"]
+RunnerName = Literal["throughput", "architecture", "train"]
 
 
 class Strict(BaseModel):

@@ -8,9 +8,13 @@ from cliprepro.errors import InputError
 from cliprepro.layout import Layout
 from cliprepro.spec import describe_validation_error
 from cliprepro.verdict import attainability_problems
-from runners.params import ArchitectureParams, ThroughputParams
+from runners.params import ArchitectureParams, PaperRecipe, ThroughputParams, TrainParams
 
-PARAMS = {"throughput": ThroughputParams, "architecture": ArchitectureParams}
+PARAMS = {"throughput": ThroughputParams, "architecture": ArchitectureParams, "train": TrainParams}
+
+
+def schema_for(runner: str, scale: str):
+    return PaperRecipe if (runner == "train" and scale == "paper") else PARAMS[runner]
 
 
 def validate_all(layout: Layout) -> list[str]:
@@ -29,8 +33,8 @@ def validate_all(layout: Layout) -> list[str]:
             problems.append(str(exc))
             continue
         spath, epath = layout.suites / f"{name}.yaml", layout.expected / f"{name}.yaml"
-        schema = PARAMS[suite.runner]
         for scale, plan in suite.scales.items():
+            schema = schema_for(suite.runner, scale)
             variants = [("", plan.params)] + [(f" with negative control {c}", {**plan.params, **nc.overrides})
                                               for c, nc in suite.negative_controls.items()
                                               if scale == suite.ci_scale]  # controls run at CI scale

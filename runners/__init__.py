@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import importlib
+import os
 from types import ModuleType
 
-KINDS = ("throughput", "architecture")
+# the profiler (SDPA kernel check) logs every start/stop unless told otherwise; set before torch loads
+os.environ.setdefault("KINETO_LOG_LEVEL", "5")
+
+KINDS = ("throughput", "architecture", "train")
 
 
 def get(kind: str) -> ModuleType:

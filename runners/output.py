@@ -28,3 +28,19 @@ def from_samples(samples: list[float], unit: str) -> Metric:
     med, lo, hi, conf = median_interval(samples)
     return Metric(value=med, lo=lo, hi=hi, n=len(samples), confidence=round(conf, 4), unit=unit,
                   samples=[round(s, 6) for s in samples])
+
+
+def paired_gain(diffs_by_seed: list["np.ndarray"], reps: int, seed: int = 0) -> Metric:
+    """Mean paired difference with a bootstrap interval over seeds, then examples (DESIGN.md)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    means = np.empty(reps)
+    for r in range(reps):
+        picked = rng.integers(len(diffs_by_seed), size=len(diffs_by_seed))
+        means[r] = np.mean([diffs_by_seed[s][rng.integers(len(diffs_by_seed[s]), size=len(diffs_by_seed[s]))].mean()
+                            for s in picked])
+    value = float(np.mean([d.mean() for d in diffs_by_seed]))
+    lo, hi = np.quantile(means, [0.025, 0.975])
+    return Metric(value=value, lo=float(lo), hi=float(hi), n=len(diffs_by_seed), confidence=0.95,
+                  unit="pp", samples=[round(float(d.mean()), 6) for d in diffs_by_seed])

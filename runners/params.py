@@ -118,3 +118,88 @@ class ArchitectureParams(Strict):
     text_context_length: int | None = Field(None, ge=2, description="override every model's")
     text_vocab_size: int | None = Field(None, ge=2, description="override every model's")
     vision_overrides: dict[str, int | float] = Field({}, description="set in every model's vision_cfg")
+
+
+class DataParams(Strict):
+    """Procedural proxy data (runners/proxydata.py)."""
+    seed: int = 0
+    image_px: int = Field(32, ge=8)
+    train_samples: int = Field(8192, ge=64)
+    eval_samples: int = Field(1000, ge=10)
+    shard_samples: int = Field(2048, ge=16)
+
+
+class Stage(Strict):
+    """One open_clip_train run. epochs 0: no training; the previous stage's weights are evaluated
+    with this stage's model and image size (the 'no fine-tune stage' control)."""
+    name: str = Field(pattern=r"^[a-z0-9_]+$")
+    model: str
+    image_size: int | None = Field(None, ge=4, description="--force-image-size (resize: fewer tokens)")
+    patch_dropout: float | None = Field(None, ge=0, lt=1, description="--force-patch-dropout")
+    epochs: int = Field(ge=0)
+    batch_size: int = Field(ge=1)
+    lr: float = Field(gt=0)
+    warmup: int = Field(0, ge=0)
+    init: Literal["scratch", "previous"] = "scratch"
+
+
+class Comparison(Strict):
+    """Paired gain of stage `b` over stage `a` in zero-shot acc1, pooled over the eval attributes."""
+    name: str = Field(pattern=r"^[a-z0-9_]+$")
+    a: str
+    b: str
+
+
+class TrainParams(Strict):
+    data: DataParams = DataParams()
+    stages: list[Stage] = Field(min_length=1)
+    seeds: list[int] = Field(min_length=1)
+    attributes: list[Literal["shape", "color", "size", "position"]] = ["shape", "color", "size", "position"]
+    retrieval: bool = True
+    compare: list[Comparison] = []
+    workers: int = Field(1, ge=0)
+    beta1: float = 0.9
+    beta2: float = 0.98
+    eps: float = 1e-6
+    wd: float = 0.1
+    bootstrap: int = Field(1000, ge=100)
+
+    @model_validator(mode="after")
+    def _refs(self) -> "TrainParams":
+        names = [s.name for s in self.stages]
+        if len(set(names)) != len(names):
+            raise ValueError(f"stage names must be unique, got {names}")
+        if self.stages[0].init != "scratch":
+            raise ValueError("the first stage starts from scratch")
+        for s in self.stages:
+            if s.epochs == 0 and s.init != "previous":
+                raise ValueError(f"stage {s.name}: epochs 0 only makes sense with init previous")
+        for c in self.compare:
+            for ref in (c.a, c.b):
+                if ref not in names:
+                    raise ValueError(f"comparison {c.name}: no stage {ref!r}; stages: {names}")
+        return self
+
+
+class PaperStage(Strict):
+    """One stage of a published multi-GPU recipe; per-GPU batch and lr are derived, never typed."""
+    name: str = Field(pattern=r"^[a-z0-9_]+$")
+    script: str = Field(description="the published script this stage mirrors")
+    model: str
+    image_size: int | None = Field(None, ge=8, description="--force-image-size; None: the model's own")
+    global_batch: int = Field(ge=1)
+    lr_per_256: float = Field(gt=0, description="lr = lr_per_256 x global_batch / 256")
+    warmup: int = Field(ge=0)
+    epochs: int = Field(ge=1)
+    train_num_samples: int | None = Field(None, ge=1)
+    aug_cfg: dict[str, str] = {}
+    weights_key: str = Field(description="user-config key of the released checkpoint of this stage")
+
+
+class PaperRecipe(Strict):
+    """A paper-scale two-stage recipe: printed as torchrun lines (--dry-run); its released weights
+    are evaluated on ImageNet when the user config provides them."""
+    gpus: int = Field(8, ge=1)
+    train_data: str = "/path/to/laion-400m"
+    common_flags: list[str] = []
+    stages: list[PaperStage] = Field(min_length=1)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import subprocess
 import sys
 
@@ -83,7 +82,6 @@ def make_step(model, mode: str, batch: int, cfg: dict, device: torch.device, pre
 
 def sdpa_kernels_seen(step: Step) -> list[str]:
     """The SDPA implementations one step really dispatched to, from the profiler."""
-    os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # keep kineto's start/stop lines off stderr
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
         step()
     names = {e.name for e in prof.events()}

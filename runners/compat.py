@@ -1,0 +1,95 @@
+"""Every fix for an upstream bug, in one place (traps.md). Each has a test in tests/test_compat.py
+that fails when the bug is gone (so the fix can go) or back (so the fix is still needed).
+
+- open_clip_train + webdataset >= 0.2.96: `tar_file_expander` yields an end-of-shard marker that
+  open_clip_train's `group_by_keys_nothrow` chokes on (KeyError 'fname'; open_clip #935).
+- open_clip's syntax reduction mask with NLTK >= 3.9: it downloads pre-3.9 resources and needs
+  `punkt_tab` (not available offline). We skip the download and tokenize words with NLTK's
+  Treebank tokenizer (needs no data); the POS tagger comes from NLTK_DATA, and a clear error says
+  how to install it when it is missing. Never `nltk.download`.
+- clip_benchmark with numpy >= 2.4: `accuracy` calls float() on a 1-element array (issue #147).
+  Patched at the one expression, from upstream's own source, so its metric stays its own.
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+import os
+import textwrap
+from types import ModuleType
+
+NLTK_TAGGER = "taggers/averaged_perceptron_tagger_eng"
+NLTK_HELP = ("NLTK's English POS tagger is missing (resource 'averaged_perceptron_tagger_eng', NLTK >= 3.9). "
+             "Point NLTK_DATA at a folder that has taggers/averaged_perceptron_tagger_eng/ (this repo's CI uses "
+             "../shared/nltk_data), or install it once with: python -m nltk.downloader averaged_perceptron_tagger_eng")
+
+
+class MissingResource(RuntimeError):
+    """A data file the product needs and must not download by itself."""
+
+
+def patch_source(module: ModuleType, name: str, old: str, new: str) -> None:
+    """Replace `old` by `new` in the source of module.name and re-define it in the module.
+
+    Raises if `old` is not in the source: upstream changed, so the fix must be looked at again.
+    """
+    func = getattr(module, name)
+    if getattr(func, "__cliprepro_patched__", False):
+        return
+    src = textwrap.dedent(inspect.getsource(func))
+    if old not in src:
+        raise RuntimeError(f"compat: {module.__name__}.{name} no longer contains {old!r}; re-check the fix")
+    namespace: dict = {}
+    exec(compile(src.replace(old, new), inspect.getsourcefile(func) or name, "exec"), module.__dict__, namespace)
+    patched = namespace[name]
+    patched.__cliprepro_patched__ = True
+    setattr(module, name, patched)
+
+
+def fix_clip_benchmark_accuracy() -> None:
+    from clip_benchmark.metrics import zeroshot_classification as zc
+
+    patch_source(zc, "accuracy", ".sum(0, keepdim=True).cpu().numpy())", ".sum(0).cpu().item())")
+
+
+def fix_webdataset_eof() -> None:
+    import open_clip_train.data as ocd
+    from webdataset.tariterators import tar_file_expander
+
+    if getattr(ocd.tar_file_expander, "func", None) is tar_file_expander:
+        return
+    ocd.tar_file_expander = functools.partial(tar_file_expander, eof_value=None)
+
+
+def require_nltk_tagger() -> None:
+    """Raise MissingResource (with how to install it) unless the tagger is on NLTK's path."""
+    import nltk
+
+    extra = os.environ.get("NLTK_DATA")
+    if extra:
+        for path in extra.split(os.pathsep):
+            if path not in nltk.data.path:
+                nltk.data.path.insert(0, path)
+    try:
+        nltk.data.find(NLTK_TAGGER)
+    except LookupError:
+        raise MissingResource(NLTK_HELP) from None
+
+
+def fix_syntax_mask_offline() -> None:
+    """open_clip's syntax mask without downloads: Treebank word tokenizer, tagger from NLTK_DATA."""
+    import nltk
+    import open_clip.tokenizer as tok
+    from nltk.tokenize import TreebankWordTokenizer
+
+    require_nltk_tagger()
+    tok._nltk_init = True  # skips nltk.download('punkt') / ('averaged_perceptron_tagger')
+    nltk.tokenize.word_tokenize = TreebankWordTokenizer().tokenize  # punkt_tab is not needed
+
+
+def apply_all(*, syntax_mask: bool = False) -> None:
+    """Every fix the train and zero-shot paths need; syntax_mask also checks the NLTK tagger."""
+    fix_webdataset_eof()
+    fix_clip_benchmark_accuracy()
+    if syntax_mask:
+        fix_syntax_mask_offline()

@@ -1,0 +1,124 @@
+"""Zero-shot evaluation through clip_benchmark, in process (classification and retrieval).
+
+clip_benchmark builds the datasets, the zero-shot classifier and the logits; its own `accuracy`
+(with the numpy >= 2.4 fix from runners/compat.py) and sklearn's balanced accuracy give acc1 /
+acc5 / mean per-class recall exactly as its `evaluate` does (a test checks equality). Unlike its
+`evaluate`, the per-example correctness is kept, for intervals and paired tests. Always an
+explicit task, never AMP on CPU, and never a download: ImageNet is used only from a folder or
+shards that exist.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+@dataclass
+class Scores:
+    metrics: dict[str, float]
+    correct: np.ndarray | None = None  # uint8 per example (classification)
+    meta: dict = field(default_factory=dict)
+
+
+def pack(correct: np.ndarray) -> dict[str, str]:
+    """Per-example outcomes, compressed and hashed for the record."""
+    raw = np.asarray(correct, dtype=np.uint8).tobytes()
+    return {"zlib_b64": base64.b64encode(zlib.compress(raw, 9)).decode(),
+            "sha256": hashlib.sha256(raw).hexdigest()[:16], "n": str(len(raw))}
+
+
+def unpack(packed: dict[str, str]) -> np.ndarray:
+    return np.frombuffer(zlib.decompress(base64.b64decode(packed["zlib_b64"])), dtype=np.uint8)
+
+
+def _loader(dataset, batch_size: int) -> torch.utils.data.DataLoader:
+    # clip_benchmark's own recipe for wds sets: batch inside the pipeline, no collate
+    return torch.utils.data.DataLoader(dataset.batched(batch_size), batch_size=None, shuffle=False,
+                                       num_workers=0)
+
+
+def classify(model, tokenizer, transform, root: Path, name: str, device: torch.device,
+             batch_size: int = 250) -> Scores:
+    from clip_benchmark.datasets.builder import build_dataset
+    from clip_benchmark.metrics import zeroshot_classification as zsc
+    from sklearn.metrics import balanced_accuracy_score
+
+    from runners.compat import fix_clip_benchmark_accuracy
+
+    fix_clip_benchmark_accuracy()
+    if not (root / "test" / "nshards.txt").exists():
+        raise FileNotFoundError(f"no clip_benchmark wds set at {root} (needs test/nshards.txt)")
+    ds = build_dataset(f"wds/{name}", root=str(root), transform=transform, split="test",
+                       download=False, task="zeroshot_classification")
+    amp = False  # bf16 autocast on CPU changes the numbers (traps.md)
+    classifier = zsc.zero_shot_classifier(model, tokenizer, ds.classes, ds.templates, device, amp=amp)
+    logits, target = zsc.run_classification(model, classifier, _loader(ds, batch_size), device, amp=amp)
+    pred = logits.argmax(axis=1)
+    metrics = {"acc1": zsc.accuracy(logits, target, topk=(1,))[0],
+               "mean_per_class_recall": float(balanced_accuracy_score(target, pred))}
+    if len(ds.classes) >= 5:
+        metrics["acc5"] = zsc.accuracy(logits, target, topk=(5,))[0]
+    correct = (pred == target).numpy().astype(np.uint8)
+    return Scores(metrics, correct, {"classes": list(ds.classes), "n": int(len(target))})
+
+
+def retrieve(model, tokenizer, transform, root: Path, name: str, device: torch.device,
+             batch_size: int = 250, recall_k: tuple[int, ...] = (1, 5)) -> Scores:
+    from clip_benchmark.datasets.builder import build_dataset
+    from clip_benchmark.metrics import zeroshot_retrieval as zsr
+
+    ds = build_dataset(f"wds/{name}", root=str(root), transform=transform, split="test",
+                       download=False, task="zeroshot_retrieval")
+    metrics = zsr.evaluate(model, _loader(ds, batch_size), tokenizer, device=device, amp=False,
+                           recall_k_list=list(recall_k))
+    return Scores({k: float(v) for k, v in metrics.items()})
+
+
+def load_model(model_name: str, checkpoint: Path, image_size: int | None, device: torch.device):
+    """An open_clip model from a local checkpoint, loaded with weights_only=True (no pickled code)."""
+    import open_clip
+
+    from runners.models import register_repo_configs
+
+    register_repo_configs()
+    kwargs = {"force_image_size": image_size} if image_size else {}
+    model, _, transform = open_clip.create_model_and_transforms(
+        model_name, pretrained=str(checkpoint), device=device, weights_only=True, **kwargs)
+    model.eval()
+    return model, transform, open_clip.get_tokenizer(model_name)
+
+
+def classify_imagenet(model, tokenizer, transform, root: Path, device: torch.device,
+                      batch_size: int = 250) -> Scores:
+    """clip_benchmark's imagenet1k set from an existing folder (its builder downloads otherwise)."""
+    from clip_benchmark.datasets.builder import build_dataset, get_dataset_collate_fn
+    from clip_benchmark.metrics import zeroshot_classification as zsc
+
+    from runners.compat import fix_clip_benchmark_accuracy
+
+    fix_clip_benchmark_accuracy()
+    assert root.is_dir(), "never reach clip_benchmark's imagenet1k builder without a root"
+    ds = build_dataset("imagenet1k", root=str(root), transform=transform, split="test", download=False,
+                       task="zeroshot_classification")
+    loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=4,
+                                         collate_fn=get_dataset_collate_fn("imagenet1k"))
+    amp = device.type == "cuda"
+    classifier = zsc.zero_shot_classifier(model, tokenizer, ds.classes, ds.templates, device, amp=amp)
+    logits, target = zsc.run_classification(model, classifier, loader, device, amp=amp)
+    acc1, acc5 = zsc.accuracy(logits, target, topk=(1, 5))
+    correct = (logits.argmax(axis=1) == target).numpy().astype(np.uint8)
+    return Scores({"acc1": acc1, "acc5": acc5}, correct, {"n": int(len(target))})
+
+
+def imagenet_root(path: str | None) -> Path | None:
+    """A configured ImageNet val folder, or None: clip_benchmark's builder downloads when the root
+    is missing, so it is never called without an existing one."""
+    if path and Path(path).is_dir():
+        return Path(path)
+    return None

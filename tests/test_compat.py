@@ -1,0 +1,91 @@
+"""Each upstream fix: the bug is still there without it (else drop the fix), and the fix works."""
+from __future__ import annotations
+
+import importlib
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from runners import compat
+from tests.conftest import REPO
+
+NLTK_DATA = REPO.parent / "shared" / "nltk_data"
+
+
+class TestClipBenchmarkAccuracy:
+    def test_upstream_accuracy_still_crashes_on_numpy(self):
+        zc = importlib.reload(importlib.import_module("clip_benchmark.metrics.zeroshot_classification"))
+        logits, target = torch.tensor([[0.1, 0.9], [0.8, 0.2]]), torch.tensor([1, 1])
+        with pytest.raises(TypeError, match="0-dimensional"):  # gone? drop fix_clip_benchmark_accuracy
+            zc.accuracy(logits, target, topk=(1,))
+
+    def test_fixed_accuracy_matches_the_count(self):
+        zc = importlib.reload(importlib.import_module("clip_benchmark.metrics.zeroshot_classification"))
+        compat.fix_clip_benchmark_accuracy()
+        logits = torch.tensor([[0.1, 0.9, 0.0], [0.8, 0.2, 0.0], [0.0, 0.3, 0.7]])
+        assert zc.accuracy(logits, torch.tensor([1, 1, 2]), topk=(1, 2)) == [2 / 3, 1.0]
+
+    def test_patch_refuses_changed_upstream(self):
+        mod = importlib.import_module("runners.compat")
+        with pytest.raises(RuntimeError, match="no longer contains"):
+            mod.patch_source(mod, "require_nltk_tagger", "this text is not there", "x")
+
+
+class TestWebdatasetEof:
+    def test_upstream_expander_yields_an_end_marker(self):
+        import inspect
+
+        from webdataset.tariterators import tar_file_expander
+        assert "eof_value" in inspect.signature(tar_file_expander).parameters  # gone? drop the fix
+
+    def test_fix_binds_eof_to_none(self):
+        import open_clip_train.data as ocd
+        compat.fix_webdataset_eof()
+        assert ocd.tar_file_expander.keywords == {"eof_value": None}
+
+
+def _syntax_tokens(env: dict[str, str], workers: int = 0) -> subprocess.CompletedProcess:
+    code = f"""
+import torch
+from runners import compat
+from runners.models import register_repo_configs
+import open_clip
+register_repo_configs()
+compat.fix_syntax_mask_offline()
+tok = open_clip.get_tokenizer("ViT-L-16-CL8-Syntax-GAP")
+caps = ["a photo of the image of a picture showing a small red circle in the top left"] * 4
+class D(torch.utils.data.Dataset):
+    def __len__(self): return 4
+    def __getitem__(self, i): return tok([caps[i]])[0]
+ids = next(iter(torch.utils.data.DataLoader(D(), batch_size=4, num_workers={workers})))[0]
+print(tok.decode(ids.tolist()) if hasattr(tok, "decode") else ids.tolist())
+"""
+    return subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True)
+
+
+class TestSyntaxMaskOffline:
+    @pytest.mark.parametrize("workers", [0, 1])
+    def test_syntax_mask_keeps_nouns_offline_also_in_workers(self, workers):
+        env = {**os.environ, "NLTK_DATA": str(NLTK_DATA), "PYTHONPATH": str(REPO)}
+        proc = _syntax_tokens(env, workers)
+        assert proc.returncode == 0, proc.stderr
+        out = proc.stdout.lower()
+        assert "circle" in out and "photo" in out  # nouns first; truncation would keep "a photo of the image of"
+        assert "small" not in out  # adjectives lose their slots to nouns (traps.md ordering)
+
+    def test_missing_tagger_is_a_clear_error(self, tmp_path):
+        env = {**os.environ, "NLTK_DATA": str(tmp_path), "PYTHONPATH": str(REPO), "HOME": str(tmp_path)}
+        proc = _syntax_tokens(env)
+        assert proc.returncode != 0
+        assert "averaged_perceptron_tagger_eng" in proc.stderr and "NLTK_DATA" in proc.stderr
+        assert "Downloading" not in proc.stderr + proc.stdout
+
+    def test_config_keeps_the_syntax_mask(self):
+        """The old `text_mask` key, dropped, would silently turn syntax masking into truncation."""
+        from runners.models import model_config
+        cfg = model_config("ViT-L-16-CL8-Syntax-GAP")
+        assert cfg["text_cfg"]["tokenizer_kwargs"] == {"reduction_mask": "syntax"}
+        assert "text_mask" not in cfg["text_cfg"]

@@ -1,0 +1,72 @@
+"""Proxy data: deterministic across processes, cached by fingerprint, in the layouts upstream reads."""
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+
+import pytest
+
+from runners.proxydata import ATTRIBUTES, PHRASINGS, DataSpec, ensure, sample
+from tests.conftest import REPO
+
+SPEC = DataSpec(seed=3, image_px=32, train_samples=64, eval_samples=20, shard_samples=32)
+
+DIGEST = """
+import hashlib
+from runners.proxydata import DataSpec, sample
+spec = DataSpec(seed=3, image_px=32, train_samples=64, eval_samples=20, shard_samples=32)
+h = hashlib.sha256()
+for i in range(40):
+    s = sample(spec, "train", i)
+    h.update(s.image.tobytes() + s.caption.encode() + repr(sorted(s.labels.items())).encode())
+print(h.hexdigest())
+"""
+
+
+class TestSample:
+    def test_same_pixels_captions_labels_in_another_process(self):
+        runs = {subprocess.run([sys.executable, "-c", DIGEST], cwd=REPO, capture_output=True, text=True,
+                               env={"PYTHONPATH": str(REPO), "PYTHONHASHSEED": seed}).stdout
+                for seed in ("1", "2")}
+        assert len(runs) == 1 and len(runs.pop().strip()) == 64
+
+    def test_caption_names_the_labels(self):
+        for i in range(50):
+            s = sample(SPEC, "eval", i)
+            for attribute, classes in ATTRIBUTES.items():
+                assert classes[s.labels[attribute]] in s.caption
+
+    def test_both_phrasing_kinds_occur_and_filler_first_truncates_to_filler(self):
+        kinds = {sample(SPEC, "train", i).content_first for i in range(100)}
+        assert kinds == {True, False}
+        for template, content_first in PHRASINGS:
+            first_six = template.split()[:6]
+            assert any("{" in w for w in first_six) == content_first
+
+    @pytest.mark.parametrize("split", ["train", "eval"])
+    def test_splits_and_seeds_differ(self, split):
+        a = sample(SPEC, split, 0).image
+        assert (a != sample(DataSpec(seed=4), split, 0).image).any()
+
+
+class TestShards:
+    def test_layout_and_cache(self, tmp_path):
+        out = ensure(SPEC, tmp_path)
+        assert out.name == f"proxy-{SPEC.fingerprint()}"
+        sizes = json.loads((out / "train" / "sizes.json").read_text())
+        assert sizes == {"shard-00000.tar": 32, "shard-00001.tar": 32}
+        for attribute, classes in ATTRIBUTES.items():
+            root = out / "eval" / f"wds_{attribute}"
+            assert (root / "test" / "nshards.txt").read_text().strip() == "1"
+            assert (root / "classnames.txt").read_text().split("\n")[: len(classes)] == list(classes)
+            assert "{c}" in (root / "zeroshot_classification_templates.txt").read_text()
+        assert (out / "eval" / "wds_retrieval" / "dataset_type.txt").read_text().strip() == "retrieval"
+        before = hashlib.sha256((out / "train" / "shard-00000.tar").read_bytes()).hexdigest()
+        assert ensure(SPEC, tmp_path) == out  # cached: not rebuilt
+        assert hashlib.sha256((out / "train" / "shard-00000.tar").read_bytes()).hexdigest() == before
+        assert not [p for p in tmp_path.iterdir() if p.name.startswith(".building-")]
+
+    def test_fingerprint_follows_parameters(self):
+        assert SPEC.fingerprint() != DataSpec(seed=3, image_px=48).fingerprint()
