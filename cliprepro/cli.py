@@ -100,7 +100,7 @@ def cmd_calibrate(args, layout: Layout) -> int:
         raise InputError("--runs", "--runs", "at least 3 (5 where a run takes under a minute)")
     ids, runs, i = [], args.runs or 3, 0
     while i < runs:
-        outcome = execute(layout, args.suite, scale="proxy", record_type="calibration")
+        outcome = execute(layout, args.suite, scale="proxy", record_type="calibration", calibration_index=i)
         if outcome.record.status != "completed":
             print(f"calibration run {i + 1} failed: {outcome.record.message}", file=sys.stderr)
             return 1

@@ -69,13 +69,19 @@ def pick_scale(suite: Suite, requested: str, cuda: bool, weights: bool = False) 
     return "proxy" if "proxy" in suite.scales else suite.ci_scale
 
 
-def runner_params(layout: Layout, suite: Suite, scale: str, control: str | None):
+CALIBRATION_SEED_BASE = 100  # calibration runs train with seeds 100, 101, ...; checks use the suite's
+
+
+def runner_params(layout: Layout, suite: Suite, scale: str, control: str | None,
+                  calibration_index: int | None = None):
     from runners import get
 
     runner = get(suite.runner)
     data = dict(suite.scales[scale].params)
     if control:
         data.update(suite.negative_controls[control].overrides)
+    if calibration_index is not None and "seeds" in data:  # never share a trained model with a check
+        data["seeds"] = [CALIBRATION_SEED_BASE + calibration_index]
     schema = runner.params_schema(scale) if hasattr(runner, "params_schema") else runner.Params
     try:
         params = schema.model_validate(data)
@@ -129,7 +135,7 @@ def judge_all(entries: list[ExpectedEntry], metrics: dict[str, rec.Metric],
 
 def execute(layout: Layout, name: str, *, scale: str = "auto", dry_run: bool = False,
             claims: list[str] | None = None, out: Path | None = None, control: str | None = None,
-            record_type: str = "run") -> Outcome:
+            record_type: str = "run", calibration_index: int | None = None) -> Outcome:
     suite, expected = layout.load(name)
     scale = pick_scale(suite, scale, cuda_available(), released_weights_configured(layout, suite))
     plan = suite.scales[scale]
@@ -138,7 +144,7 @@ def execute(layout: Layout, name: str, *, scale: str = "auto", dry_run: bool = F
                          f"no control {control!r}; defined: {', '.join(sorted(suite.negative_controls)) or '(none)'}")
     entries = select_entries(suite, expected.entries, scale, claims or [], control,
                              layout.expected / f"{name}.yaml")
-    runner, params = runner_params(layout, suite, scale, control)
+    runner, params = runner_params(layout, suite, scale, control, calibration_index)
     config = {"params": params.model_dump(mode="json"), "runtime_s": plan.runtime_s,
               "hardware": plan.hardware, "requires": list(plan.requires)}
     base = dict(schema_version=1, record_type="negative_control" if control else record_type,

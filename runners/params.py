@@ -156,6 +156,8 @@ class TrainParams(Strict):
     seeds: list[int] = Field(min_length=1)
     attributes: list[Literal["shape", "color", "size", "position"]] = ["shape", "color", "size", "position"]
     retrieval: bool = True
+    eval_image_size: int | None = Field(None, ge=4, description=(
+        "evaluate every stage at this size (the target setting, full tokens); None: each stage's own"))
     compare: list[Comparison] = []
     workers: int = Field(1, ge=0)
     beta1: float = 0.9

@@ -128,7 +128,9 @@ def run(params: Params | PaperRecipe, scale: str) -> Output:
     accs: dict[str, list[float]] = {}
     for seed in params.seeds:
         previous: Path | None = None
-        chain: list[object] = [spec.fingerprint(), seed, params.model_dump(exclude={"stages", "seeds", "compare"})]
+        # cache key: what changes training (not how it is evaluated)
+        chain: list[object] = [spec.fingerprint(), seed, params.model_dump(
+            include={"beta1", "beta2", "eps", "wd", "workers"})]
         for stage in params.stages:
             chain.append(stage.model_dump())
             logs = CACHE / "train" / _key(*chain)
@@ -137,7 +139,8 @@ def run(params: Params | PaperRecipe, scale: str) -> Output:
                 params, stage, data, logs, seed, previous if stage.init == "previous" else None)
             assert ckpt is not None
             out.inputs["checkpoints"][f"{stage.name}/seed{seed}"] = hashlib.sha256(ckpt.read_bytes()).hexdigest()[:16]
-            model, transform, tokenizer = zeroshot.load_model(stage.model, ckpt, stage.image_size, device)
+            eval_px = params.eval_image_size or stage.image_size
+            model, transform, tokenizer = zeroshot.load_model(stage.model, ckpt, eval_px, device)
             per_attr = []
             for attribute in params.attributes:
                 scores = zeroshot.classify(model, tokenizer, transform, data / "eval" / f"wds_{attribute}",

@@ -56,9 +56,9 @@ def classify(model, tokenizer, transform, root: Path, name: str, device: torch.d
         raise FileNotFoundError(f"no clip_benchmark wds set at {root} (needs test/nshards.txt)")
     ds = build_dataset(f"wds/{name}", root=str(root), transform=transform, split="test",
                        download=False, task="zeroshot_classification")
-    amp = False  # bf16 autocast on CPU changes the numbers (traps.md)
-    classifier = zsc.zero_shot_classifier(model, tokenizer, ds.classes, ds.templates, device, amp=amp)
-    logits, target = zsc.run_classification(model, classifier, _loader(ds, batch_size), device, amp=amp)
+    amp, dev = False, str(device)  # no bf16 autocast on CPU (traps.md); clip_benchmark wants a str
+    classifier = zsc.zero_shot_classifier(model, tokenizer, ds.classes, ds.templates, dev, amp=amp)
+    logits, target = zsc.run_classification(model, classifier, _loader(ds, batch_size), dev, amp=amp)
     pred = logits.argmax(axis=1)
     metrics = {"acc1": zsc.accuracy(logits, target, topk=(1,))[0],
                "mean_per_class_recall": float(balanced_accuracy_score(target, pred))}
@@ -75,7 +75,7 @@ def retrieve(model, tokenizer, transform, root: Path, name: str, device: torch.d
 
     ds = build_dataset(f"wds/{name}", root=str(root), transform=transform, split="test",
                        download=False, task="zeroshot_retrieval")
-    metrics = zsr.evaluate(model, _loader(ds, batch_size), tokenizer, device=device, amp=False,
+    metrics = zsr.evaluate(model, _loader(ds, batch_size), tokenizer, device=str(device), amp=False,
                            recall_k_list=list(recall_k))
     return Scores({k: float(v) for k, v in metrics.items()})
 
@@ -108,9 +108,9 @@ def classify_imagenet(model, tokenizer, transform, root: Path, device: torch.dev
                        task="zeroshot_classification")
     loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=4,
                                          collate_fn=get_dataset_collate_fn("imagenet1k"))
-    amp = device.type == "cuda"
-    classifier = zsc.zero_shot_classifier(model, tokenizer, ds.classes, ds.templates, device, amp=amp)
-    logits, target = zsc.run_classification(model, classifier, loader, device, amp=amp)
+    amp, dev = device.type == "cuda", str(device)
+    classifier = zsc.zero_shot_classifier(model, tokenizer, ds.classes, ds.templates, dev, amp=amp)
+    logits, target = zsc.run_classification(model, classifier, loader, dev, amp=amp)
     acc1, acc5 = zsc.accuracy(logits, target, topk=(1, 5))
     correct = (logits.argmax(axis=1) == target).numpy().astype(np.uint8)
     return Scores({"acc1": acc1, "acc5": acc5}, correct, {"n": int(len(target))})
