@@ -102,6 +102,14 @@ def _points(rows: list[Row]) -> str:
                                [h for _, h in POINT_COLUMNS], tablefmt="github"), ""]
             why = sorted({p["peak_memory_how"] for p in sweep if p.get("peak_memory_how")})
             parts += [f"Peak memory: {'; '.join(why)}.", ""] if why else []
+        stages = [p for p in record.points if "stage" in p]
+        if stages:
+            cols = sorted({k for p in stages for k in p if k.startswith(("acc1_", "image_retrieval_recall_at_1_"))
+                           and not k.startswith("acc1_mean")})
+            keys = ["stage", "seed"] + sorted({k for p in stages for k in p if k.startswith("acc1_") and k.endswith("_mean")}) + cols
+            rows = [[_cell(p.get(k)) for k in keys] for p in stages]
+            parts += [f"### Stages: {scale} on {device} (record `{rid}`; zero-shot %, proxy data)", "",
+                      tabulate(rows, keys, tablefmt="github"), ""]
         estimates = [p for p in record.points if "a100_days_estimate" in p]
         if estimates:
             parts += ["Estimates (labelled as such; not measurements of the claim):", "",

@@ -81,7 +81,8 @@ def runner_params(layout: Layout, suite: Suite, scale: str, control: str | None,
     if control:
         data.update(suite.negative_controls[control].overrides)
     if calibration_index is not None and "seeds" in data:  # never share a trained model with a check
-        data["seeds"] = [CALIBRATION_SEED_BASE + calibration_index]
+        n = len(data["seeds"])
+        data["seeds"] = [CALIBRATION_SEED_BASE + calibration_index * n + k for k in range(n)]
     schema = runner.params_schema(scale) if hasattr(runner, "params_schema") else runner.Params
     try:
         params = schema.model_validate(data)
@@ -165,7 +166,7 @@ def execute(layout: Layout, name: str, *, scale: str = "auto", dry_run: bool = F
                             provenance=collect(layout.root, {"device_class": "none (requirement missing)"}))
     else:
         try:
-            output = runner.run(params, scale)
+            output = runner.run(params, scale, build=layout.build)
         except Exception as exc:  # a crash is an `error` verdict with its cause, never not_reproduced
             message = f"runner crashed: {type(exc).__name__}: {exc}"
             tail = traceback.format_exc(limit=-3)
@@ -193,8 +194,8 @@ def execute(layout: Layout, name: str, *, scale: str = "auto", dry_run: bool = F
 def out_folder(layout: Layout, scale: str, record_type: str, out: Path | None, status: str) -> Path:
     """Proxy, control and skipped runs go to build/ (CI regressions); gpu / paper runs to results/
     (committed); calibration records to results/calibration/ (cited by expected/)."""
-    if record_type == "calibration":
-        return layout.calibration
+    if record_type == "calibration" and status == "completed":
+        return layout.calibration  # a failed calibration run is kept under build/, never cited
     if out is not None:
         return out / "results"
     if scale == "proxy" or record_type == "negative_control" or status == "skipped":

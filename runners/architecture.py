@@ -11,6 +11,8 @@ the text side is every other parameter but logit_scale); the total counts every 
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 from cliprepro.provenance import device_info
 from runners.flops import tower_flops
 from runners.models import build, model_config, with_overrides
@@ -44,7 +46,7 @@ def _mask_label(ratio: float) -> str:
     return f"mask{round(ratio * 100)}"
 
 
-def run(params: Params, scale: str) -> Output:
+def run(params: Params, scale: str, build: Path | None = None) -> Output:
     out = Output(device=device_info(None))
     for spec in params.flops:
         base_img, base_txt = tower_flops(_cfg(params, spec.model, 0.0))

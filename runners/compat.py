@@ -7,6 +7,9 @@ that fails when the bug is gone (so the fix can go) or back (so the fix is still
   `punkt_tab` (not available offline). We skip the download and tokenize words with NLTK's
   Treebank tokenizer (needs no data); the POS tagger comes from NLTK_DATA, and a clear error says
   how to install it when it is missing. Never `nltk.download`.
+- open_clip_train saves checkpoints with a plain torch.save: a run killed mid-save leaves a
+  truncated epoch_N.pt that `--resume latest` then fails to load. Saves to a path go through a
+  temp file and os.replace in the trainer's process (runners.openclip_main).
 - clip_benchmark with numpy >= 2.4: `accuracy` calls float() on a 1-element array (issue #147).
   Patched at the one expression, from upstream's own source, so its metric stays its own.
 """
@@ -61,6 +64,30 @@ def fix_webdataset_eof() -> None:
     ocd.tar_file_expander = functools.partial(tar_file_expander, eof_value=None)
 
 
+def atomic_checkpoint_saves() -> None:
+    """torch.save(obj, path) writes path.tmp, then renames it: a checkpoint is whole or absent."""
+    import torch
+
+    if getattr(torch.save, "__cliprepro_atomic__", False):
+        return
+    original = torch.save
+
+    def save(obj, f, *args, **kwargs):
+        if not isinstance(f, (str, os.PathLike)):
+            return original(obj, f, *args, **kwargs)
+        tmp = f"{os.fspath(f)}.tmp"
+        try:
+            original(obj, tmp, *args, **kwargs)
+            os.replace(tmp, f)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    save.__cliprepro_atomic__ = True
+    torch.save = save
+
+
 def require_nltk_tagger() -> None:
     """Raise MissingResource (with how to install it) unless the tagger is on NLTK's path."""
     import nltk
@@ -85,11 +112,28 @@ def fix_syntax_mask_offline() -> None:
     require_nltk_tagger()
     tok._nltk_init = True  # skips nltk.download('punkt') / ('averaged_perceptron_tagger')
     nltk.tokenize.word_tokenize = TreebankWordTokenizer().tokenize  # punkt_tab is not needed
+    if not hasattr(nltk.pos_tag, "cache_info"):  # POS tagging runs ~2,500 captions/s: once per caption
+        nltk.pos_tag = _memoized_pos_tag(nltk.pos_tag)
+
+
+def _memoized_pos_tag(pos_tag):
+    @functools.lru_cache(maxsize=200_000)
+    def tag(tokens: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+        return tuple(pos_tag(list(tokens)))
+
+    def cached(tokens, *args, **kwargs):
+        if args or kwargs:
+            return pos_tag(tokens, *args, **kwargs)
+        return list(tag(tuple(tokens)))
+
+    cached.cache_info = tag.cache_info
+    return cached
 
 
 def apply_all(*, syntax_mask: bool = False) -> None:
     """Every fix the train and zero-shot paths need; syntax_mask also checks the NLTK tagger."""
     fix_webdataset_eof()
+    atomic_checkpoint_saves()
     fix_clip_benchmark_accuracy()
     if syntax_mask:
         fix_syntax_mask_offline()

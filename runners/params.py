@@ -205,3 +205,11 @@ class PaperRecipe(Strict):
     train_data: str = "/path/to/laion-400m"
     common_flags: list[str] = []
     stages: list[PaperStage] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _divisible(self) -> "PaperRecipe":
+        for s in self.stages:
+            if s.global_batch % self.gpus:
+                raise ValueError(f"stage {s.name}: global_batch {s.global_batch} is not divisible by "
+                                 f"gpus {self.gpus}; the per-GPU batch must be whole")
+        return self

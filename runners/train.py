@@ -62,6 +62,8 @@ def run_stage(params: Params, stage: Stage, data: Path, logs: Path, seed: int,
     if final.exists():
         return final
     argv = stage_argv(params, stage, data, logs, seed, init)
+    for partial in ckpts.glob("*.tmp"):  # a save cut off by a kill: never a checkpoint
+        partial.unlink()
     if list(ckpts.glob("epoch_*.pt")):
         argv += ["--resume", "latest"]
     elif (logs / stage.name).exists():
@@ -69,7 +71,8 @@ def run_stage(params: Params, stage: Stage, data: Path, logs: Path, seed: int,
     proc = subprocess.run([sys.executable, "-m", "runners.openclip_main", *argv], cwd=ROOT,
                           capture_output=True, text=True)
     if proc.returncode != 0 or not final.exists():
-        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
+        lines = [x for x in (proc.stderr or proc.stdout).splitlines() if x.strip() and x[:2] not in ("I1", "W1")]
+        tail = "\n".join(lines[-5:])  # the exception, not torch's dynamo statistics
         raise RuntimeError(f"stage {stage.name} (seed {seed}) failed with exit {proc.returncode}: {tail}")
     return final
 
@@ -91,13 +94,13 @@ def plan(params: Params | PaperRecipe, scale: str) -> str:
     return "\n".join(lines)
 
 
-def run_released(recipe: PaperRecipe) -> Output:
+def run_released(recipe: PaperRecipe, build: Path) -> Output:
     """Zero-shot ImageNet-1k of the released checkpoint of every stage, when configured."""
     from cliprepro.userconfig import load
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     out = Output(device=device_info(device))
-    config, path = load(ROOT)
+    config, path = load(build.parent)
     imagenet = zeroshot.imagenet_root(config.imagenet_val)
     for stage in recipe.stages:
         metric = f"in1k_acc1_{stage.name}"
@@ -115,13 +118,13 @@ def run_released(recipe: PaperRecipe) -> Output:
     return out
 
 
-def run(params: Params | PaperRecipe, scale: str) -> Output:
+def run(params: Params | PaperRecipe, scale: str, build: Path = CACHE) -> Output:
     if isinstance(params, PaperRecipe):
-        return run_released(params)
+        return run_released(params, build)
     device = torch.device("cpu")
     out = Output(device=device_info(device))
     spec = DataSpec(**params.data.model_dump())
-    data = ensure(spec, CACHE / "data")
+    data = ensure(spec, build / "data")
     out.inputs = {"data": f"proxy procedural data {spec.fingerprint()}", "data_spec": params.data.model_dump(),
                   "substitutes_paper_data": True, "checkpoints": {}}
     correct: dict[tuple[str, int], np.ndarray] = {}
@@ -133,7 +136,7 @@ def run(params: Params | PaperRecipe, scale: str) -> Output:
             include={"beta1", "beta2", "eps", "wd", "workers"})]
         for stage in params.stages:
             chain.append(stage.model_dump())
-            logs = CACHE / "train" / _key(*chain)
+            logs = build / "train" / _key(*chain)
             started = time.time()
             ckpt = previous if stage.epochs == 0 else run_stage(
                 params, stage, data, logs, seed, previous if stage.init == "previous" else None)

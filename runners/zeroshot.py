@@ -84,9 +84,12 @@ def load_model(model_name: str, checkpoint: Path, image_size: int | None, device
     """An open_clip model from a local checkpoint, loaded with weights_only=True (no pickled code)."""
     import open_clip
 
-    from runners.models import register_repo_configs
+    from runners.compat import fix_syntax_mask_offline
+    from runners.models import model_config, register_repo_configs
 
     register_repo_configs()
+    if model_config(model_name)["text_cfg"].get("tokenizer_kwargs", {}).get("reduction_mask") == "syntax":
+        fix_syntax_mask_offline()  # the class prompts go through the syntax mask too
     kwargs = {"force_image_size": image_size} if image_size else {}
     model, _, transform = open_clip.create_model_and_transforms(
         model_name, pretrained=str(checkpoint), device=device, weights_only=True, **kwargs)

@@ -34,8 +34,7 @@ class TestBadInput:
         ("suites/flip_speedup.yaml", "      batch_size: 8\n", "      batch_size: 8\n      batchsize: 8\n",
          "scales.proxy.params.batchsize", "allowed: arms"),
         ("expected/flip_speedup.yaml", "kind: at_least", "kind: at-least", "entries.0.kind", "'at_least'"),
-        ("expected/flip_speedup.yaml", "role: gate, negative_control: patch_drop_0",
-         "role: gate", "entries.4", "negative_control"),
+        ("expected/flip_speedup.yaml", "  negative_control: patch_drop_0\n", "", "entries.4", "negative_control"),
         ("expected/flip_flops.yaml", "suite: flip_flops", "suite: [unclosed", "line", "not valid YAML"),
     ])
     def test_exit_2_names_file_and_field(self, root_copy, file, old, new, field, allowed):
@@ -54,7 +53,7 @@ class TestBadInput:
         assert proc.returncode == 2 and "suites/flip_flops.yaml: ci_scale" in proc.stderr
 
     @pytest.mark.parametrize("args,needle", [
-        (["run", "nope"], "SUITE: no such suite; known: flip_flops, flip_speedup"),
+        (["run", "nope"], "SUITE: no such suite; known: clipa_b16, clipa_l16"),
         (["run", "flip_speedup", "--claim", "nope", "--scale", "proxy"], "--claim"),
         (["run", "flip_speedup", "--negative-control", "nope", "--scale", "proxy"], "negative_controls"),
     ])
@@ -71,7 +70,7 @@ class TestScales:
     def test_paper_dry_run_prints_the_plan(self, root_copy, capsys):
         assert main(["--root", str(root_copy), "run", "flip_speedup", "--scale", "paper", "--dry-run"]) == 0
         out = capsys.readouterr().out
-        assert "arm mask75: patch_dropout 0.75, batch 256" in out and "tokens at first block 50" in out
+        assert "arm mask75: ViT-L-16-FLIP, random mask 0.75, batch 256" in out and "tokens at first block 50" in out
 
     @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the no-CUDA path")
     def test_gpu_without_cuda_is_skipped_with_what_it_needs(self, root_copy, capsys):
@@ -90,3 +89,40 @@ class TestScales:
         for cmd in ([], ["list"], ["validate"], ["run"], ["calibrate"], ["report"]):
             proc = _cli(repo, *cmd, "--help")
             assert proc.returncode == 0 and "usage: cliprepro" in proc.stdout
+
+
+class TestPaperScaleTraining:
+    def test_dry_run_prints_torchrun_plan(self, root_copy, capsys):
+        assert main(["--root", str(root_copy), "run", "clipa_l16", "--scale", "paper", "--dry-run"]) == 0
+        out = capsys.readouterr().out
+        assert "torchrun --nproc_per_node 8 -m runners.openclip_main --model ViT-L-16-CL16-GAP" in out
+        assert "global batch 32,768 = 4096 per GPU, lr 0.001024" in out
+
+    def test_released_weights_missing_is_skipped_saying_what_to_provide(self, root_copy, capsys, monkeypatch):
+        monkeypatch.delenv("CLIPREPRO_CONFIG", raising=False)
+        assert main(["--root", str(root_copy), "run", "clipa_l16", "--scale", "paper"]) == 0
+        out = capsys.readouterr().out
+        assert out.count("skipped") >= 2 and "weights.clipa_l16_i17_t16_pretrain" in out and "imagenet_val" in out
+
+    def test_auto_picks_paper_only_when_weights_and_imagenet_are_configured(self, root_copy, monkeypatch):
+        from cliprepro.layout import Layout
+        from cliprepro.runflow import pick_scale, released_weights_configured
+
+        layout = Layout.find(str(root_copy))
+        suite, _ = layout.load("clipa_l16")
+        monkeypatch.delenv("CLIPREPRO_CONFIG", raising=False)
+        assert not released_weights_configured(layout, suite)
+        assert pick_scale(suite, "auto", cuda=False) == "proxy"
+        (root_copy / "in1k").mkdir()
+        for key in ("clipa_l16_i17_t16_pretrain", "clipa_l16_i17_t16_finetune"):
+            (root_copy / f"{key}.pt").touch()
+        (root_copy / "cliprepro.yaml").write_text(
+            f"imagenet_val: {root_copy / 'in1k'}\nweights:\n"
+            + "".join(f"  {k}: {root_copy / k}.pt\n" for k in ("clipa_l16_i17_t16_pretrain", "clipa_l16_i17_t16_finetune")))
+        assert released_weights_configured(layout, suite)
+
+    def test_bad_user_config_is_exit_2(self, root_copy, capsys, monkeypatch):
+        monkeypatch.delenv("CLIPREPRO_CONFIG", raising=False)
+        (root_copy / "cliprepro.yaml").write_text("imagenet: /x\n")
+        assert main(["--root", str(root_copy), "run", "clipa_l16", "--scale", "paper"]) == 2
+        assert "cliprepro.yaml: imagenet: unknown key; allowed: imagenet_val, weights" in capsys.readouterr().err

@@ -1,0 +1,84 @@
+"""Paper-scale plans: the generated torchrun lines against the published scripts (claims.md 1c)."""
+from __future__ import annotations
+
+import shlex
+
+import pytest
+
+from cliprepro.layout import Layout
+from runners.params import PaperRecipe
+from runners.recipe import torchrun_lines
+from tests.conftest import REPO
+
+# Transcribed from open_clip docs/script_examples/clipa/ (claims.md 1c): per-GPU batch on 8 GPUs,
+# lr, warmup, epochs / samples, model, --force-image-size. Not derived from the suite files.
+PUBLISHED = {
+    ("clipa_b16", "pretrain"): {"--model": "ViT-B-16-CL16", "--force-image-size": "112", "--batch-size": "8192",
+                                "--lr": "2.048e-3", "--warmup": "782", "--epochs": "6"},
+    ("clipa_b16", "finetune"): {"--model": "ViT-B-16-CL16", "--batch-size": "1024", "--lr": "2.56e-5",
+                                "--warmup": "3072", "--epochs": "1", "--train-num-samples": "131072000"},
+    ("clipa_l16", "pretrain"): {"--model": "ViT-L-16-CL16-GAP", "--force-image-size": "64", "--batch-size": "4096",
+                                "--lr": "1.024e-3", "--warmup": "1563", "--epochs": "6"},
+    ("clipa_l16", "finetune"): {"--model": "ViT-L-16-CL16-GAP", "--batch-size": "896", "--lr": "2.24e-5",
+                                "--warmup": "3571", "--epochs": "1", "--train-num-samples": "131072000"},
+    ("clipa_l16_i37_t8", "pretrain"): {"--model": "ViT-L-16-CL8-Syntax-GAP", "--force-image-size": "96",
+                                       "--batch-size": "4096", "--lr": "1.024e-3", "--warmup": "1563", "--epochs": "6"},
+    ("clipa_l16_i37_t8", "finetune"): {"--model": "ViT-L-16-CL32-GAP", "--batch-size": "896", "--lr": "2.24e-5",
+                                       "--warmup": "3571", "--epochs": "1", "--train-num-samples": "131072000"},
+}
+COMMON = {"--beta1": "0.9", "--beta2": "0.95", "--wd": "0.2", "--precision": "amp_bf16",
+          "--dataset-type": "webdataset", "--seed": "0"}
+SWITCHES = ("--ddp-static-graph", "--local-loss", "--gather-with-grad", "--grad-checkpointing")
+
+
+def _recipe(suite: str) -> PaperRecipe:
+    s, _ = Layout.find(str(REPO)).load(suite)
+    return PaperRecipe.model_validate(s.scales["paper"].params)
+
+
+def _flags(line: str) -> dict[str, str]:
+    words = shlex.split(line)
+    flags = {}
+    for i, w in enumerate(words):
+        if w.startswith("--") and i + 1 < len(words) and not words[i + 1].startswith("--"):
+            flags[w] = words[i + 1]
+        elif w.startswith("--"):
+            flags[w] = ""
+    return flags
+
+
+def _same(a: str, b: str) -> bool:
+    try:
+        return float(a) == float(b)
+    except ValueError:
+        return a == b
+
+
+class TestTorchrunLines:
+    @pytest.mark.parametrize("suite,stage", sorted(PUBLISHED))
+    def test_matches_published_script(self, suite, stage):
+        recipe = _recipe(suite)
+        idx = [s.name for s in recipe.stages].index(stage)
+        line = torchrun_lines(recipe)[idx]
+        assert line.startswith("torchrun --nproc_per_node 8 -m runners.openclip_main ")
+        flags = _flags(line)
+        for key, value in {**PUBLISHED[(suite, stage)], **COMMON}.items():
+            assert _same(flags.get(key, "<missing>"), value), (key, flags.get(key), value)
+        assert all(s in flags for s in SWITCHES)
+        if stage == "finetune":
+            assert flags["--pretrained"].endswith("pretrain/checkpoints/epoch_6.pt")
+            assert "--force-image-size" not in flags  # fine-tune at the model's full 224 px
+
+    @pytest.mark.parametrize("gpus", [1, 4, 16])
+    def test_gpu_count_keeps_global_batch_and_lr(self, gpus):
+        recipe = _recipe("clipa_l16")
+        eight = [_flags(x) for x in torchrun_lines(recipe)]
+        other = [_flags(x) for x in torchrun_lines(recipe.model_copy(update={"gpus": gpus}))]
+        for a, b in zip(eight, other):
+            assert int(a["--batch-size"]) * 8 == int(b["--batch-size"]) * gpus
+            assert a["--lr"] == b["--lr"]
+
+    def test_indivisible_batch_is_bad_input(self):
+        from cliprepro.errors import InputError
+        with pytest.raises(InputError, match="not divisible"):
+            torchrun_lines(_recipe("clipa_l16").model_copy(update={"gpus": 3}))
