@@ -166,7 +166,7 @@ def execute(layout: Layout, name: str, *, scale: str = "auto", dry_run: bool = F
                             provenance=collect(layout.root, {"device_class": "none (requirement missing)"}))
     else:
         try:
-            output = runner.run(params, scale, build=layout.build)
+            output = runner.run(params, scale, build_dir=layout.build)
         except Exception as exc:  # a crash is an `error` verdict with its cause, never not_reproduced
             message = f"runner crashed: {type(exc).__name__}: {exc}"
             tail = traceback.format_exc(limit=-3)

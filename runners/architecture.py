@@ -46,7 +46,7 @@ def _mask_label(ratio: float) -> str:
     return f"mask{round(ratio * 100)}"
 
 
-def run(params: Params, scale: str, build: Path | None = None) -> Output:
+def run(params: Params, scale: str, build_dir: Path | None = None) -> Output:
     out = Output(device=device_info(None))
     for spec in params.flops:
         base_img, base_txt = tower_flops(_cfg(params, spec.model, 0.0))

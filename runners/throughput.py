@@ -85,7 +85,7 @@ def _compare(out: Output, params: Params, mode: str, secs: dict[str, list[float]
         out.beside[name] = {"flops_ideal_speedup": round(flops[base.name] / flops[arm.name], 4)}
 
 
-def run(params: Params, scale: str, build: Path | None = None) -> Output:
+def run(params: Params, scale: str, build_dir: Path | None = None) -> Output:
     device = torch.device("cuda" if scale in ("gpu", "paper") else "cpu")
     out = Output(device=device_info(device))
     name = out.device["device_class"]

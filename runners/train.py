@@ -94,13 +94,13 @@ def plan(params: Params | PaperRecipe, scale: str) -> str:
     return "\n".join(lines)
 
 
-def run_released(recipe: PaperRecipe, build: Path) -> Output:
+def run_released(recipe: PaperRecipe, build_dir: Path) -> Output:
     """Zero-shot ImageNet-1k of the released checkpoint of every stage, when configured."""
     from cliprepro.userconfig import load
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     out = Output(device=device_info(device))
-    config, path = load(build.parent)
+    config, path = load(build_dir.parent)
     imagenet = zeroshot.imagenet_root(config.imagenet_val)
     for stage in recipe.stages:
         metric = f"in1k_acc1_{stage.name}"
@@ -118,13 +118,13 @@ def run_released(recipe: PaperRecipe, build: Path) -> Output:
     return out
 
 
-def run(params: Params | PaperRecipe, scale: str, build: Path = CACHE) -> Output:
+def run(params: Params | PaperRecipe, scale: str, build_dir: Path = CACHE) -> Output:
     if isinstance(params, PaperRecipe):
-        return run_released(params, build)
+        return run_released(params, build_dir)
     device = torch.device("cpu")
     out = Output(device=device_info(device))
     spec = DataSpec(**params.data.model_dump())
-    data = ensure(spec, build / "data")
+    data = ensure(spec, build_dir / "data")
     out.inputs = {"data": f"proxy procedural data {spec.fingerprint()}", "data_spec": params.data.model_dump(),
                   "substitutes_paper_data": True, "checkpoints": {}}
     correct: dict[tuple[str, int], np.ndarray] = {}
@@ -136,7 +136,7 @@ def run(params: Params | PaperRecipe, scale: str, build: Path = CACHE) -> Output
             include={"beta1", "beta2", "eps", "wd", "workers"})]
         for stage in params.stages:
             chain.append(stage.model_dump())
-            logs = build / "train" / _key(*chain)
+            logs = build_dir / "train" / _key(*chain)
             started = time.time()
             ckpt = previous if stage.epochs == 0 else run_stage(
                 params, stage, data, logs, seed, previous if stage.init == "previous" else None)
