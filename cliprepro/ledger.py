@@ -33,7 +33,6 @@ class Row:
 class Ledger:
     rows: list[Row] = field(default_factory=list)
     controls: list[Row] = field(default_factory=list)
-    calibration: list[Row] = field(default_factory=list)
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (record name, reason)
 
 
@@ -73,8 +72,9 @@ def build_ledger(records: list[tuple[str, Record]], invalid: list[tuple[str, str
         if reason:
             ledger.rejected.append((rid, f"re-judging disagrees: {reason}"))
             continue
-        target = {"run": ledger.rows, "negative_control": ledger.controls,
-                  "calibration": ledger.calibration}[record.record_type]
+        if record.record_type == "calibration":
+            continue  # shown by the metrics expected/ cites, never as verdicts
+        target = ledger.rows if record.record_type == "run" else ledger.controls
         for r in record.results:
             stored = next(e for e in record.expected if e.key() == (r.claim, r.scale))
             now = current.get((record.suite, r.claim, r.scale))

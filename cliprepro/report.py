@@ -104,12 +104,10 @@ def _points(rows: list[Row]) -> str:
             parts += [f"Peak memory: {'; '.join(why)}.", ""] if why else []
         stages = [p for p in record.points if "stage" in p]
         if stages:
-            cols = sorted({k for p in stages for k in p if k.startswith(("acc1_", "image_retrieval_recall_at_1_"))
-                           and not k.startswith("acc1_mean")})
-            keys = ["stage", "seed"] + sorted({k for p in stages for k in p if k.startswith("acc1_") and k.endswith("_mean")}) + cols
-            rows = [[_cell(p.get(k)) for k in keys] for p in stages]
+            keys = ["stage", "seed"] + sorted({k for p in stages for k in p if k.startswith("acc1_")}) + sorted(
+                {k for p in stages for k in p if "recall_at_1" in k}) + ["seconds"]
             parts += [f"### Stages: {scale} on {device} (record `{rid}`; zero-shot %, proxy data)", "",
-                      tabulate(rows, keys, tablefmt="github"), ""]
+                      tabulate([[_cell(p.get(k)) for k in keys] for p in stages], keys, tablefmt="github"), ""]
         estimates = [p for p in record.points if "a100_days_estimate" in p]
         if estimates:
             parts += ["Estimates (labelled as such; not measurements of the claim):", "",
@@ -120,9 +118,22 @@ def _points(rows: list[Row]) -> str:
     return "\n".join(parts)
 
 
-def suite_page(suite: Suite, expected: ExpectedFile, ledger: Ledger, has_plot: bool) -> str:
+def _calibration(expected: ExpectedFile, records: dict[str, rec.Record]) -> str:
+    rows = []
+    for e in expected.entries:
+        for rid in e.calibration:
+            m = records[rid].metrics.get(e.metric) if rid in records else None
+            measured = "missing" if m is None else f"{_num(m.value)} [{_num(m.lo)}, {_num(m.hi)}] (n={m.n})"
+            started = records[rid].provenance.get("started_utc", "—") if rid in records else "—"
+            rows.append([e.claim, e.metric, measured, f"`{rid}`", started])
+    return tabulate(rows, ["claim", "metric", "measured [interval]", "record", "started (UTC)"],
+                    tablefmt="github") if rows else ""
+
+
+def suite_page(suite: Suite, expected: ExpectedFile, ledger: Ledger, has_plot: bool,
+               records: dict[str, rec.Record]) -> str:
     mine = lambda rows: [r for r in rows if r.record.suite == suite.suite]  # noqa: E731
-    runs, controls, calib = mine(ledger.rows), mine(ledger.controls), mine(ledger.calibration)
+    runs, controls = mine(ledger.rows), mine(ledger.controls)
     parts = [f"# {suite.suite}: {suite.title}", "",
              f"**Claim.** {suite.claim}", "", f"**Source.** {suite.source}", "",
              f"**Command.** `{suite.command}`", "", f"**Proxy fidelity.** {suite.fidelity}", "",
@@ -139,10 +150,12 @@ def suite_page(suite: Suite, expected: ExpectedFile, ledger: Ledger, has_plot: b
         parts += ["## Negative controls", "",
                   "Each gate's mechanism switched off; a control must give `not_reproduced`.", "",
                   _results_table(controls), ""]
-    if calib:
-        parts += ["## Calibration runs", "", "Cited by expected/; never reused as checks.", "",
-                  _results_table(calib), ""]
-    envs = runs + controls + calib
+    calibration = _calibration(expected, records)
+    if calibration:
+        parts += ["## Calibration runs", "",
+                  "The measurements each calibrated entry's value, spread and half-width come from "
+                  "(cited by id in expected/; never reused as checks).", "", calibration, ""]
+    envs = runs + controls
     if envs:
         parts += ["## Environment", "", _environment(envs), ""]
     rejected = [(rid, why) for rid, why in ledger.rejected if suite.suite in rid]
@@ -185,7 +198,7 @@ def render(suites: dict[str, Suite], expected: dict[str, ExpectedFile],
         png = throughput_plot(mine) if suite.runner == "throughput" else None
         if png:
             files[f"{name}_throughput.png"] = png
-        files[f"{name}.md"] = suite_page(suite, expected[name], ledger, png is not None).encode()
+        files[f"{name}.md"] = suite_page(suite, expected[name], ledger, png is not None, dict(records)).encode()
     files["README.md"] = leaderboard(suites, ledger).encode()
     return files
 

@@ -144,21 +144,24 @@ def run(params: Params | PaperRecipe, scale: str, build_dir: Path = CACHE) -> Ou
             out.inputs["checkpoints"][f"{stage.name}/seed{seed}"] = hashlib.sha256(ckpt.read_bytes()).hexdigest()[:16]
             eval_px = params.eval_image_size or stage.image_size
             model, transform, tokenizer = zeroshot.load_model(stage.model, ckpt, eval_px, device)
-            per_attr = []
+            per_attr, scores_here = [], {}
             for attribute in params.attributes:
                 scores = zeroshot.classify(model, tokenizer, transform, data / "eval" / f"wds_{attribute}",
                                            attribute, device)
-                accs.setdefault(f"acc1_{stage.name}_{attribute}", []).append(100 * scores.metrics["acc1"])
+                scores_here[f"acc1_{attribute}"] = 100 * scores.metrics["acc1"]
                 per_attr.append(scores.correct)
             correct[(stage.name, seed)] = np.concatenate(per_attr)
-            accs.setdefault(f"acc1_{stage.name}_mean", []).append(100 * float(correct[(stage.name, seed)].mean()))
+            scores_here["acc1_mean"] = 100 * float(correct[(stage.name, seed)].mean())
             if params.retrieval:
                 r = zeroshot.retrieve(model, tokenizer, transform, data / "eval" / "wds_retrieval", "retrieval", device)
-                for k, v in r.metrics.items():
-                    accs.setdefault(f"{k.replace('@', '_at_')}_{stage.name}", []).append(100 * v)
+                scores_here.update({k.replace("@", "_at_"): 100 * v for k, v in r.metrics.items()})
+            for key, value in scores_here.items():  # metric names carry the stage: acc1_<stage>_<what>
+                what = key.removeprefix("acc1_")
+                accs.setdefault(f"acc1_{stage.name}_{what}" if key.startswith("acc1_") else f"{key}_{stage.name}",
+                                []).append(value)
             out.points.append({"stage": stage.name, "seed": seed, "seconds": round(time.time() - started, 1),
                                "predictions": zeroshot.pack(correct[(stage.name, seed)]),
-                               **{k: v[-1] for k, v in accs.items() if f"_{stage.name}" in k}})
+                               **{k: round(v, 4) for k, v in scores_here.items()}})
             previous = ckpt
     for name, values in accs.items():
         out.metrics[name] = from_samples(values, "%") if len(values) > 1 else exact(values[0], "%")

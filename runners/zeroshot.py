@@ -11,12 +11,18 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import warnings
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+
+
+# clip_benchmark builds its wds sets without shardshuffle; evaluation never shuffles, so the
+# warning webdataset prints for every set says nothing here
+warnings.filterwarnings("ignore", message=r"WebDataset\(shardshuffle=\.\.\.\) is None")
 
 
 @dataclass
