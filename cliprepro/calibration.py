@@ -40,8 +40,6 @@ def load_calibration(layout: Layout) -> dict[str, rec.Record]:
 
 def write_expected(path: Path, exp: ExpectedFile) -> None:
     data = exp.model_dump(mode="json", exclude_defaults=True)
-    data = {"suite": exp.suite, "entries": [
-        {k: v for k, v in e.items()} for e in data["entries"]]}
     atomic_write_text(path, HEADER + yaml.safe_dump(data, sort_keys=False, width=100, allow_unicode=True))
 
 

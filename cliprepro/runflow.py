@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
@@ -28,7 +27,6 @@ class Outcome:
     path: Path | None
     record: rec.Record
     plan_text: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def cuda_available() -> bool:
