@@ -62,3 +62,40 @@ def throughput_plot(records: list[tuple[str, Record]]) -> bytes | None:
         ax.legend(fontsize=6)
     fig.tight_layout()
     return _png(fig)
+
+
+def accuracy_plot(records: list[tuple[str, Record]]) -> bytes | None:
+    """Zero-shot accuracy (mean over attributes; mean over seeds, bars min to max) against the
+    training compute from scratch to each stage, from the newest record of each (scale, device)."""
+    latest: dict[tuple[str, str], Record] = {}
+    for _rid, record in records:
+        device = str(record.provenance.get("device", {}).get("device_class", "unknown"))
+        latest[(record.scale, device)] = record  # records arrive oldest first
+    fig, ax = plt.subplots(figsize=(8, 5))
+    drawn = False
+    for (scale, device), record in sorted(latest.items()):
+        by_stage: dict[str, list[dict]] = defaultdict(list)
+        for p in record.points:
+            if "train_gflop" in p and "acc1_mean" in p:
+                by_stage[p["stage"]].append(p)
+        if not by_stage:
+            continue
+        names = sorted(by_stage, key=lambda s: (by_stage[s][0]["train_gflop"], s))
+        xs = [by_stage[s][0]["train_gflop"] for s in names]
+        accs = [[p["acc1_mean"] for p in by_stage[s]] for s in names]
+        ys = [sum(a) / len(a) for a in accs]
+        err = [[y - min(a) for y, a in zip(ys, accs)], [max(a) - y for y, a in zip(ys, accs)]]
+        ax.errorbar(xs, ys, yerr=err, marker="o", linestyle="none", capsize=3,
+                    label=f"{scale} | {device[:32]}")
+        for name, x, y, a in zip(names, xs, ys, accs):
+            ax.annotate(f"{name} (n={len(a)})", (x, y), fontsize=7, xytext=(4, 3), textcoords="offset points")
+        drawn = True
+    if not drawn:
+        plt.close(fig)
+        return None
+    ax.set(xlabel="training compute from scratch (GFLOP, 3x forward FLOPs x samples)",
+           ylabel="zero-shot acc1, mean of attributes (%)", title="Accuracy vs training compute")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _png(fig)

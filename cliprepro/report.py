@@ -12,7 +12,7 @@ from tabulate import tabulate
 from cliprepro import record as rec
 from cliprepro.errors import InputError
 from cliprepro.ledger import Ledger, Row, build_ledger, pool
-from cliprepro.plots import throughput_plot
+from cliprepro.plots import accuracy_plot, throughput_plot
 from cliprepro.record import atomic_write_text
 from cliprepro.spec import ExpectedEntry, ExpectedFile, Suite
 
@@ -36,6 +36,8 @@ def _expected_cell(e: ExpectedEntry) -> str:
         return f"calibrated {e.value:g} {e.unit}, keep ≥ {e.tolerance:g} of effect over {e.null_value:g}"
     if e.kind in ("at_least", "at_most"):
         return f"{e.kind.replace('_', ' ')} {e.value:g} {e.unit} (δ {e.tolerance:g})"
+    if e.kind == "direction":
+        return f"the paper's direction: interval above {e.value:g} {e.unit}"
     return f"{e.value:g} {e.unit} ± {e.tolerance:g}"
 
 
@@ -105,7 +107,8 @@ def _points(rows: list[Row]) -> str:
         stages = [p for p in record.points if "stage" in p]
         if stages:
             keys = ["stage", "seed"] + sorted({k for p in stages for k in p if k.startswith("acc1_")}) + sorted(
-                {k for p in stages for k in p if "recall_at_1" in k}) + ["seconds"]
+                {k for p in stages for k in p if "recall_at_1" in k}) + [
+                k for k in ("image_tokens", "text_tokens", "train_gflop") if any(k in p for p in stages)] + ["seconds"]
             parts += [f"### Stages: {scale} on {device} (record `{rid}`; zero-shot %, proxy data)", "",
                       tabulate([[_cell(p.get(k)) for k in keys] for p in stages], keys, tablefmt="github"), ""]
         estimates = [p for p in record.points if "a100_days_estimate" in p]
@@ -130,7 +133,7 @@ def _calibration(expected: ExpectedFile, records: dict[str, rec.Record]) -> str:
                     tablefmt="github") if rows else ""
 
 
-def suite_page(suite: Suite, expected: ExpectedFile, ledger: Ledger, has_plot: bool,
+def suite_page(suite: Suite, expected: ExpectedFile, ledger: Ledger, plots: list[tuple[str, str]],
                records: dict[str, rec.Record]) -> str:
     mine = lambda rows: [r for r in rows if r.record.suite == suite.suite]  # noqa: E731
     runs, controls = mine(ledger.rows), mine(ledger.controls)
@@ -141,8 +144,8 @@ def suite_page(suite: Suite, expected: ExpectedFile, ledger: Ledger, has_plot: b
              "never compared with a paper's number.", "",
              "## Claims", "", _claims_table(expected), "", "## Results", ""]
     parts += [_results_table(runs) if runs else "No valid records yet.", ""]
-    if has_plot:
-        parts += [f"![throughput vs mask ratio]({suite.suite}_throughput.png)", ""]
+    for alt, file in plots:
+        parts += [f"![{alt}]({file})", ""]
     points = _points(runs)
     if points:
         parts += [points]
@@ -187,6 +190,12 @@ def leaderboard(suites: dict[str, Suite], ledger: Ledger) -> str:
     return "\n".join(parts) + "\n"
 
 
+PLOTS = {  # runner -> (file suffix, alt text, plot of a suite's run records)
+    "throughput": [("throughput", "throughput vs mask ratio", throughput_plot)],
+    "train": [("accuracy", "zero-shot accuracy vs training compute", accuracy_plot)],
+}
+
+
 def render(suites: dict[str, Suite], expected: dict[str, ExpectedFile],
            records: list[tuple[str, rec.Record]], invalid: list[tuple[str, str]]) -> dict[str, bytes]:
     """File name -> content for the whole report folder."""
@@ -195,10 +204,13 @@ def render(suites: dict[str, Suite], expected: dict[str, ExpectedFile],
     for name, suite in sorted(suites.items()):
         mine = sorted(((rid, r) for rid, r in records if r.suite == name and r.record_type == "run"),
                       key=lambda x: (str(x[1].provenance.get("started_utc")), x[0]))
-        png = throughput_plot(mine) if suite.runner == "throughput" else None
-        if png:
-            files[f"{name}_throughput.png"] = png
-        files[f"{name}.md"] = suite_page(suite, expected[name], ledger, png is not None, dict(records)).encode()
+        plots = []
+        for kind, alt, draw in PLOTS.get(suite.runner, []):
+            png = draw(mine)
+            if png:
+                files[f"{name}_{kind}.png"] = png
+                plots.append((alt, f"{name}_{kind}.png"))
+        files[f"{name}.md"] = suite_page(suite, expected[name], ledger, plots, dict(records)).encode()
     files["README.md"] = leaderboard(suites, ledger).encode()
     return files
 

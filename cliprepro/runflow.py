@@ -4,6 +4,7 @@ Runners (and so torch) are imported only when a suite really runs or prints its 
 """
 from __future__ import annotations
 
+import os
 import time
 import traceback
 from dataclasses import dataclass
@@ -18,6 +19,9 @@ from cliprepro.provenance import collect
 from cliprepro.spec import ExpectedEntry, Suite, describe_validation_error
 from cliprepro.verdict import Measured, judge, threshold
 
+# torch's profiler (Kineto) logs USDT lines to stderr unless told before torch is first imported,
+# which cuda_available() below may be
+os.environ.setdefault("KINETO_LOG_LEVEL", "5")
 RUNTIME_OVERRUN = 1.5  # a run over 1.5x its declared runtime is an error
 
 

@@ -16,7 +16,8 @@ from cliprepro.errors import InputError
 
 Scale = Literal["proxy", "gpu", "paper"]
 SCALES: tuple[str, ...] = ("proxy", "gpu", "paper")
-Kind = Literal["exact", "at_least", "at_most", "two_sided", "released_weights", "calibrated_effect"]
+Kind = Literal["exact", "at_least", "at_most", "two_sided", "released_weights", "calibrated_effect",
+               "direction"]
 Role = Literal["gate", "finding"]
 SourceKind = Literal["primary", "secondary", "derived", "calibration"]
 RunnerName = Literal["throughput", "architecture", "train"]
@@ -72,7 +73,8 @@ class ExpectedEntry(Strict):
     kind: Kind
     tolerance: float = Field(ge=0, description=(
         "exact / two_sided / released_weights: absolute; at_least / at_most: relative delta; "
-        "calibrated_effect: fraction of the calibrated effect the lower bound must keep"))
+        "calibrated_effect: fraction of the calibrated effect the lower bound must keep; "
+        "direction: unused (0)"))
     role: Role
     source: str
     source_kind: SourceKind
@@ -101,9 +103,12 @@ class ExpectedEntry(Strict):
                 raise ValueError("a calibrated_effect has both value and calibration ids, or neither")
             if not 0 < self.tolerance <= 1:
                 raise ValueError("calibrated_effect tolerance is the kept fraction, in (0, 1]")
-        if self.scale == "proxy" and self.kind != "calibrated_effect" and self.kind != "exact":
-            raise ValueError("proxy entries are judged against calibration (calibrated_effect) or "
-                             "exact counts, never against a paper's number")
+        if self.scale == "proxy" and self.kind not in ("calibrated_effect", "exact", "direction"):
+            raise ValueError("proxy entries are judged against calibration (calibrated_effect), exact "
+                             "counts or a paper's direction (direction), never against a paper's number")
+        if self.kind == "direction" and (self.role != "finding" or self.tolerance != 0):
+            raise ValueError("kind direction (the sign of a paper's effect, beyond a margin `value`) is "
+                             "for findings only, with tolerance 0")
         if self.source_kind == "calibration" and self.kind != "calibrated_effect":
             raise ValueError("source_kind calibration goes with kind calibrated_effect")
         return self

@@ -36,6 +36,8 @@ def threshold(entry: ExpectedEntry) -> float | None:
         return None
     if entry.kind == "at_least":
         return entry.value * (1 - entry.tolerance)
+    if entry.kind == "direction":
+        return entry.value
     if entry.kind == "at_most":
         return entry.value * (1 + entry.tolerance)
     if entry.kind == "calibrated_effect":
@@ -90,6 +92,12 @@ def judge(entry: ExpectedEntry, m: Measured | None) -> tuple[str, str]:
         return "inconclusive", f"interval [{m.lo:.4g}, {m.hi:.4g}] overlaps the edge of [{a:.4g}, {b:.4g}]"
     thr = threshold(entry)
     assert thr is not None
+    if entry.kind == "direction":  # the paper's direction, beyond the pre-registered margin
+        if m.lo > thr:
+            return "reproduced", f"lower bound {m.lo:.4g} > margin {thr:.4g}: the paper's direction"
+        if m.hi < thr:
+            return "not_reproduced", f"upper bound {m.hi:.4g} < margin {thr:.4g}: not the paper's direction"
+        return "inconclusive", f"interval [{m.lo:.4g}, {m.hi:.4g}] includes margin {thr:.4g}"
     upward = entry.kind == "at_least" or (
         entry.kind == "calibrated_effect" and entry.value >= (entry.null_value or 0.0))
     return _one_sided(m.lo, m.hi, thr, upward)
@@ -122,6 +130,8 @@ def calibrate(values: list[float], halfwidths: list[float]) -> Calibrated:
 def attainability_problems(entry: ExpectedEntry) -> list[str]:
     """Why this entry could only ever be inconclusive, or not be a gate (empty when fine)."""
     problems = []
+    if entry.kind == "direction":
+        return problems  # a sign test against a margin: no band to be narrower than an interval
     if entry.planned_halfwidth is not None and band(entry) < 1.5 * entry.planned_halfwidth:
         problems.append(f"band {band(entry):.4g} is narrower than 1.5x the reachable interval "
                         f"half-width {entry.planned_halfwidth:.4g}: it could only be inconclusive")

@@ -7,12 +7,94 @@ It registers the repo's model configs, applies the compat fixes (webdataset end-
 NLTK offline syntax mask, which then also holds in forked DataLoader workers), and turns
 open_clip_train's silent failures into exit codes: "Experiment already exists" returns -1 from
 main() and would otherwise exit 0.
+
+Three options of ours, taken out of ARGS before open_clip_train parses them:
+  --cliprepro-mask-kind grid|block   CLIPA's grid / block mask in place of open_clip's random
+                                     PatchDropout (the ratio is --force-patch-dropout's)
+  --cliprepro-text-mask syntax|random|block
+                                     open_clip's tokenizer reduction_mask for the captions (CLIPA's
+                                     "block" is open_clip's "simple"); cut to --force-context-length
+  --cliprepro-token-probe PATH       write the token counts entering the first image and text
+                                     blocks in the first training batch to PATH (JSON)
 """
 from __future__ import annotations
 
+import functools
+import json
 import sys
+from pathlib import Path
 
 EXISTS = 3  # exit status for "Experiment already exists" (open_clip_train prints it and returns -1)
+REDUCTION_MASK = {"truncate": "", "syntax": "syntax", "random": "random", "block": "simple"}
+OURS = ("--cliprepro-mask-kind", "--cliprepro-text-mask", "--cliprepro-token-probe")
+
+
+def split_args(argv: list[str]) -> tuple[list[str], dict[str, str]]:
+    """(open_clip_train's arguments, ours by name without the prefix)."""
+    rest, ours, i = [], {}, 0
+    while i < len(argv):
+        if argv[i] in OURS:
+            if i + 1 >= len(argv):
+                raise SystemExit(f"error: {argv[i]} needs a value")
+            ours[argv[i].removeprefix("--cliprepro-")] = argv[i + 1]
+            i += 2
+        else:
+            rest.append(argv[i])
+            i += 1
+    return rest, ours
+
+
+def write_first_batch_tokens(model, path: Path) -> None:
+    """Record, once, the sequence lengths entering the first image and text blocks in training."""
+    seen: dict[str, int] = {}
+    handles = []
+
+    def hook(name: str, axis: int):
+        def record(module, args):
+            if module.training and name not in seen:
+                seen[name] = int(args[0].shape[axis])
+                if len(seen) == 2:
+                    tmp = path.with_suffix(".tmp")
+                    tmp.write_text(json.dumps(seen))
+                    tmp.replace(path)
+                    for h in handles:
+                        h.remove()
+        return record
+
+    for name, tower in (("image_tokens", model.visual.transformer), ("text_tokens", model.transformer)):
+        axis = 1 if getattr(tower, "batch_first", True) else 0
+        handles.append(tower.resblocks[0].register_forward_pre_hook(hook(name, axis)))
+
+
+def configure(ours: dict[str, str], patch_dropout: float) -> None:
+    """Install our options into open_clip_train's main module (the model and the tokenizer it makes)."""
+    import open_clip
+    from open_clip_train import main as oc_main
+
+    from runners.masks import install
+
+    kind, probe = ours.get("mask-kind"), ours.get("token-probe")
+    make = oc_main.create_model_and_transforms
+
+    @functools.wraps(make)
+    def create(*args, **kwargs):
+        model, preprocess_train, preprocess_val = make(*args, **kwargs)
+        if kind and kind != "random":
+            install(model, kind, patch_dropout)
+        if probe:
+            write_first_batch_tokens(model, Path(probe))
+        return model, preprocess_train, preprocess_val
+
+    oc_main.create_model_and_transforms = create
+    mask = ours.get("text-mask", "truncate")
+    if mask not in REDUCTION_MASK:
+        raise SystemExit(f"error: --cliprepro-text-mask must be one of {', '.join(REDUCTION_MASK)}")
+    if mask == "syntax":
+        from runners.compat import fix_syntax_mask_offline
+
+        fix_syntax_mask_offline()  # never nltk.download: the tagger from NLTK_DATA, or a clear error
+    if REDUCTION_MASK[mask]:
+        oc_main.get_tokenizer = functools.partial(open_clip.get_tokenizer, reduction_mask=REDUCTION_MASK[mask])
 
 
 def main(argv: list[str]) -> int:
@@ -21,15 +103,18 @@ def main(argv: list[str]) -> int:
     from runners import compat
     from runners.models import model_config, register_repo_configs
 
+    argv, ours = split_args(argv)
     register_repo_configs()
     model = argv[argv.index("--model") + 1] if "--model" in argv else None
-    needs_syntax = bool(model) and (model_config(model)["text_cfg"].get("tokenizer_kwargs", {})
-                                    .get("reduction_mask") == "syntax")
+    needs_syntax = ours.get("text-mask") == "syntax" or (bool(model) and (
+        model_config(model)["text_cfg"].get("tokenizer_kwargs", {}).get("reduction_mask") == "syntax"))
     try:
         compat.apply_all(syntax_mask=needs_syntax)
     except compat.MissingResource as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    ratio = float(argv[argv.index("--force-patch-dropout") + 1]) if "--force-patch-dropout" in argv else 0.0
+    configure(ours, ratio)
     result = oc_main.main(argv)
     if result == -1:
         print("error: open_clip_train refused to run: the experiment folder already exists "

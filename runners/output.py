@@ -30,7 +30,7 @@ def from_samples(samples: list[float], unit: str) -> Metric:
                   samples=[round(s, 6) for s in samples])
 
 
-def paired_gain(diffs_by_seed: list["np.ndarray"], reps: int, seed: int = 0) -> Metric:
+def paired_gain(diffs_by_seed: list["np.ndarray"], reps: int, seed: int = 0, unit: str = "pp") -> Metric:
     """Mean paired difference with a bootstrap interval over seeds, then examples (DESIGN.md)."""
     import numpy as np
 
@@ -43,4 +43,4 @@ def paired_gain(diffs_by_seed: list["np.ndarray"], reps: int, seed: int = 0) -> 
     value = float(np.mean([d.mean() for d in diffs_by_seed]))
     lo, hi = np.quantile(means, [0.025, 0.975])
     return Metric(value=value, lo=float(lo), hi=float(hi), n=len(diffs_by_seed), confidence=0.95,
-                  unit="pp", samples=[round(float(d.mean()), 6) for d in diffs_by_seed])
+                  unit=unit, samples=[round(float(d.mean()), 6) for d in diffs_by_seed])

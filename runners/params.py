@@ -130,17 +130,33 @@ class DataParams(Strict):
 
 
 class Stage(Strict):
-    """One open_clip_train run. epochs 0: no training; the previous stage's weights are evaluated
+    """One open_clip_train run. epochs 0: no training; the init stage's weights are evaluated
     with this stage's model and image size (the 'no fine-tune stage' control)."""
     name: str = Field(pattern=r"^[a-z0-9_]+$")
     model: str
     image_size: int | None = Field(None, ge=4, description="--force-image-size (resize: fewer tokens)")
     patch_dropout: float | None = Field(None, ge=0, lt=1, description="--force-patch-dropout")
+    mask_kind: Literal["random", "grid", "block"] = Field("random", description=(
+        "which patches patch_dropout drops: open_clip's random PatchDropout, or CLIPA's grid / block"))
+    context_length: int | None = Field(None, ge=3, description="--force-context-length (text tokens)")
+    text_mask: Literal["truncate", "syntax", "random", "block"] = Field("truncate", description=(
+        "how captions are cut to context_length: open_clip's reduction_mask '' / syntax / random / "
+        "simple (CLIPA's 'block')"))
     epochs: int = Field(ge=0)
+    samples_per_epoch: int | None = Field(None, ge=1, description="--train-num-samples (a partial epoch)")
     batch_size: int = Field(ge=1)
     lr: float = Field(gt=0)
     warmup: int = Field(0, ge=0)
-    init: Literal["scratch", "previous"] = "scratch"
+    init: str = Field("scratch", description="'scratch', 'previous' or the name of an earlier stage")
+    n_seeds: int | None = Field(None, ge=1, description="train only the run's first n seeds (None: all)")
+
+    @model_validator(mode="after")
+    def _mask(self) -> "Stage":
+        if self.mask_kind == "grid" and self.patch_dropout != 0.75:
+            raise ValueError("mask_kind grid keeps one patch per 2x2 window: patch_dropout must be 0.75")
+        if self.mask_kind != "random" and not self.patch_dropout:
+            raise ValueError(f"mask_kind {self.mask_kind} needs patch_dropout > 0")
+        return self
 
 
 class Comparison(Strict):
@@ -148,6 +164,32 @@ class Comparison(Strict):
     name: str = Field(pattern=r"^[a-z0-9_]+$")
     a: str
     b: str
+
+
+class Contrast(Strict):
+    """A paired linear contrast of stages' per-example correctness, in pp: sum(coef x acc).
+    E.g. {small_full: 1, small_cut: -1, large_full: -1, large_cut: 1} = how much less the larger
+    model loses when tokens are cut (positive: the paper's direction)."""
+    name: str = Field(pattern=r"^[a-z0-9_]+$")
+    terms: dict[str, float] = Field(min_length=2)
+
+
+class BestOf(Strict):
+    """`best` beats every stage in `others`: value and bounds are the minimum over the pairwise
+    gains, so the lower bound is > 0 only when every pairwise lower bound is (DESIGN.md)."""
+    name: str = Field(pattern=r"^[a-z0-9_]+$")
+    best: str
+    others: list[str] = Field(min_length=1)
+
+
+class TextCheck(Strict):
+    """Content words a text mask keeps, per caption, against a reference mask, measured with
+    open_clip's own tokenizer on the eval captions of one phrasing group."""
+    name: str = Field(pattern=r"^[a-z0-9_]+$")
+    context_length: int = Field(ge=3)
+    mask: Literal["truncate", "syntax", "random", "block"]
+    reference: Literal["truncate", "syntax", "random", "block"] = "truncate"
+    captions: Literal["filler_first", "content_first", "all"] = "filler_first"
 
 
 class TrainParams(Strict):
@@ -159,6 +201,9 @@ class TrainParams(Strict):
     eval_image_size: int | None = Field(None, ge=4, description=(
         "evaluate every stage at this size (the target setting, full tokens); None: each stage's own"))
     compare: list[Comparison] = []
+    contrasts: list[Contrast] = []
+    best_of: list[BestOf] = []
+    text_checks: list[TextCheck] = []
     workers: int = Field(1, ge=0)
     beta1: float = 0.9
     beta2: float = 0.98
@@ -173,14 +218,37 @@ class TrainParams(Strict):
             raise ValueError(f"stage names must be unique, got {names}")
         if self.stages[0].init != "scratch":
             raise ValueError("the first stage starts from scratch")
-        for s in self.stages:
-            if s.epochs == 0 and s.init != "previous":
-                raise ValueError(f"stage {s.name}: epochs 0 only makes sense with init previous")
-        for c in self.compare:
-            for ref in (c.a, c.b):
+        for i, s in enumerate(self.stages):
+            if s.init not in ("scratch", "previous", *names[:i]):
+                raise ValueError(f"stage {s.name}: init must be 'scratch', 'previous' or an earlier "
+                                 f"stage, one of {names[:i]}")
+            if s.epochs == 0 and s.init == "scratch":
+                raise ValueError(f"stage {s.name}: epochs 0 needs an init stage (it trains nothing)")
+            if s.n_seeds is not None and s.n_seeds > len(self.seeds):
+                raise ValueError(f"stage {s.name}: n_seeds {s.n_seeds} > the {len(self.seeds)} seeds")
+            init = self.init_of(s)
+            if init is not None and len(self.seeds_of(init)) < len(self.seeds_of(s)):
+                raise ValueError(f"stage {s.name}: trains more seeds than its init stage {init.name}")
+        refs = [(f"comparison {c.name}", [c.a, c.b]) for c in self.compare]
+        refs += [(f"contrast {c.name}", list(c.terms)) for c in self.contrasts]
+        refs += [(f"best_of {c.name}", [c.best, *c.others]) for c in self.best_of]
+        for what, stages in refs:
+            for ref in stages:
                 if ref not in names:
-                    raise ValueError(f"comparison {c.name}: no stage {ref!r}; stages: {names}")
+                    raise ValueError(f"{what}: no stage {ref!r}; stages: {names}")
         return self
+
+    def init_of(self, stage: Stage) -> Stage | None:
+        """The stage whose checkpoint `stage` starts from (None: from scratch)."""
+        if stage.init == "scratch":
+            return None
+        i = next(i for i, s in enumerate(self.stages) if s.name == stage.name)
+        if stage.init == "previous":
+            return self.stages[i - 1]
+        return next(s for s in self.stages if s.name == stage.init)
+
+    def seeds_of(self, stage: Stage) -> list[int]:
+        return self.seeds[:stage.n_seeds] if stage.n_seeds else list(self.seeds)
 
 
 class PaperStage(Strict):
@@ -189,6 +257,9 @@ class PaperStage(Strict):
     script: str = Field(description="the published script this stage mirrors")
     model: str
     image_size: int | None = Field(None, ge=8, description="--force-image-size; None: the model's own")
+    patch_dropout: float | None = Field(None, ge=0, lt=1, description="--force-patch-dropout")
+    init: str = Field("previous", description="'scratch', 'previous' or an earlier stage's name "
+                      "(the first stage always starts from scratch)")
     global_batch: int = Field(ge=1)
     lr_per_256: float = Field(gt=0, description="lr = lr_per_256 x global_batch / 256")
     warmup: int = Field(ge=0)
@@ -205,11 +276,28 @@ class PaperRecipe(Strict):
     train_data: str = "/path/to/laion-400m"
     common_flags: list[str] = []
     stages: list[PaperStage] = Field(min_length=1)
+    compare: list[Comparison] = Field([], description="paired ImageNet gains of released checkpoints")
 
     @model_validator(mode="after")
     def _divisible(self) -> "PaperRecipe":
-        for s in self.stages:
+        names = [s.name for s in self.stages]
+        for i, s in enumerate(self.stages):
             if s.global_batch % self.gpus:
                 raise ValueError(f"stage {s.name}: global_batch {s.global_batch} is not divisible by "
                                  f"gpus {self.gpus}; the per-GPU batch must be whole")
+            if s.init not in ("scratch", "previous", *names[:i]):
+                raise ValueError(f"stage {s.name}: init must be 'scratch', 'previous' or an earlier "
+                                 f"stage, one of {names[:i]}")
+        for c in self.compare:
+            for ref in (c.a, c.b):
+                if ref not in names:
+                    raise ValueError(f"comparison {c.name}: no stage {ref!r}; stages: {names}")
         return self
+
+    def init_of(self, stage: PaperStage) -> PaperStage | None:
+        i = self.stages.index(stage)
+        if i == 0 or stage.init == "scratch":
+            return None
+        if stage.init == "previous":
+            return self.stages[i - 1]
+        return next(s for s in self.stages if s.name == stage.init)

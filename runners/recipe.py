@@ -28,6 +28,8 @@ def stage_argv(recipe: PaperRecipe, stage: PaperStage, init: str | None) -> list
             "--warmup", str(stage.warmup), "--epochs", str(stage.epochs)]
     if stage.image_size:
         argv += ["--force-image-size", str(stage.image_size)]
+    if stage.patch_dropout is not None:
+        argv += ["--force-patch-dropout", f"{stage.patch_dropout:g}"]
     if stage.train_num_samples:
         argv += ["--train-num-samples", str(stage.train_num_samples)]
     if stage.aug_cfg:
@@ -38,13 +40,14 @@ def stage_argv(recipe: PaperRecipe, stage: PaperStage, init: str | None) -> list
 
 
 def torchrun_lines(recipe: PaperRecipe) -> list[str]:
-    """One line per stage; each later stage starts from the previous stage's last checkpoint."""
-    lines, init = [], None
+    """One line per stage; a stage with an init stage starts from that stage's last checkpoint."""
+    lines = []
     for stage in recipe.stages:
+        src = recipe.init_of(stage)
+        init = f"logs/{src.name}/checkpoints/epoch_{src.epochs}.pt" if src else None
         argv = ["torchrun", "--nproc_per_node", str(recipe.gpus), "-m", "runners.openclip_main",
                 *stage_argv(recipe, stage, init)]
         lines.append(shlex.join(argv))
-        init = f"logs/{stage.name}/checkpoints/epoch_{stage.epochs}.pt"
     return lines
 
 

@@ -19,45 +19,71 @@ import numpy as np
 import torch
 
 from cliprepro.provenance import device_info
-from runners import zeroshot
+from runners import contrasts, textcheck, zeroshot
 from runners.output import Output, exact, from_samples, paired_gain
 from runners.params import PaperRecipe, Stage, TrainParams as Params
 from runners.proxydata import DataSpec, ensure
+from runners.flops import tower_flops
+from runners.masks import kept_patches
+from runners.models import image_token_count, model_config, with_overrides
 from runners.recipe import describe
 
 __all__ = ["Params", "params_schema", "plan", "run"]
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / "build"
+STAGE_DIR = "stage"  # open_clip_train --name inside each stage's cache folder
+PROBE = "first_batch_tokens.json"
 
 
 def _key(*parts: object) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
+def stage_key(params: Params, stage: Stage, spec: DataSpec, seed: int) -> str:
+    """Cache key of a stage's training: the data, the seed, the common settings and every stage of
+    its init chain (not names, so suites that define the same stage share one trained model)."""
+    chain: list[object] = []
+    current: Stage | None = stage
+    while current is not None:
+        chain.insert(0, current.model_dump(exclude={"name", "n_seeds", "init"}))
+        current = params.init_of(current)
+    common = params.model_dump(include={"beta1", "beta2", "eps", "wd", "workers"})
+    return _key(spec.fingerprint(), seed, common, *chain)
+
+
 def stage_argv(params: Params, stage: Stage, data: Path, logs: Path, seed: int,
                init: Path | None) -> list[str]:
-    """open_clip_train arguments for one stage (the shards' sizes.json gives the sample count)."""
+    """open_clip_train arguments for one stage (the shards' sizes.json gives the sample count),
+    then ours for runners.openclip_main (image / text masks, the first-batch token probe)."""
     shards = sorted((data / "train").glob("shard-*.tar"))
     argv = ["--train-data", f"{data / 'train'}/shard-{{00000..{len(shards) - 1:05d}}}.tar",
             "--dataset-type", "webdataset", "--model", stage.model, "--epochs", str(stage.epochs),
             "--batch-size", str(stage.batch_size), "--lr", str(stage.lr), "--warmup", str(stage.warmup),
             "--wd", str(params.wd), "--beta1", str(params.beta1), "--beta2", str(params.beta2),
             "--eps", str(params.eps), "--workers", str(params.workers), "--seed", str(seed),
-            "--logs", str(logs), "--name", stage.name, "--save-frequency", "1", "--precision", "fp32",
+            "--logs", str(logs), "--name", STAGE_DIR, "--save-frequency", "1", "--precision", "fp32",
             "--report-to", "", "--log-every-n-steps", "1000000"]
     if stage.image_size:
         argv += ["--force-image-size", str(stage.image_size)]
     if stage.patch_dropout is not None:
         argv += ["--force-patch-dropout", str(stage.patch_dropout)]
+    if stage.context_length:
+        argv += ["--force-context-length", str(stage.context_length)]
+    if stage.samples_per_epoch:
+        argv += ["--train-num-samples", str(stage.samples_per_epoch)]
     if init is not None:
         argv += ["--pretrained", str(init)]
-    return argv
+    if stage.mask_kind != "random":
+        argv += ["--cliprepro-mask-kind", stage.mask_kind]
+    if stage.text_mask != "truncate":
+        argv += ["--cliprepro-text-mask", stage.text_mask]
+    return argv + ["--cliprepro-token-probe", str(logs / PROBE)]
 
 
 def run_stage(params: Params, stage: Stage, data: Path, logs: Path, seed: int,
               init: Path | None) -> Path:
     """The stage's final checkpoint, training (or resuming) only what is missing."""
-    ckpts = logs / stage.name / "checkpoints"
+    ckpts = logs / STAGE_DIR / "checkpoints"
     final = ckpts / f"epoch_{stage.epochs}.pt"
     if final.exists():
         return final
@@ -66,8 +92,9 @@ def run_stage(params: Params, stage: Stage, data: Path, logs: Path, seed: int,
         partial.unlink()
     if list(ckpts.glob("epoch_*.pt")):
         argv += ["--resume", "latest"]
-    elif (logs / stage.name).exists():
-        shutil.rmtree(logs / stage.name)  # killed before its first checkpoint: start clean
+    elif (logs / STAGE_DIR).exists():
+        shutil.rmtree(logs / STAGE_DIR)  # killed before its first checkpoint: start clean
+    logs.mkdir(parents=True, exist_ok=True)
     proc = subprocess.run([sys.executable, "-m", "runners.openclip_main", *argv], cwd=ROOT,
                           capture_output=True, text=True)
     if proc.returncode != 0 or not final.exists():
@@ -75,6 +102,25 @@ def run_stage(params: Params, stage: Stage, data: Path, logs: Path, seed: int,
         tail = "\n".join(lines[-5:])  # the exception, not torch's dynamo statistics
         raise RuntimeError(f"stage {stage.name} (seed {seed}) failed with exit {proc.returncode}: {tail}")
     return final
+
+
+def planned_tokens(stage: Stage) -> dict[str, int]:
+    """Tokens that must reach the first image and text blocks in training (checked by the probe)."""
+    cfg = with_overrides(model_config(stage.model), image_size=stage.image_size,
+                         context_length=stage.context_length)
+    side = (cfg["vision_cfg"]["image_size"]) // cfg["vision_cfg"]["patch_size"]
+    patches = kept_patches(stage.mask_kind, side, side, stage.patch_dropout or 0.0)
+    return {"image_tokens": image_token_count(cfg) - side * side + patches,
+            "text_tokens": cfg["text_cfg"]["context_length"]}
+
+
+def train_gflop_per_sample(stage: Stage) -> float:
+    """Training GFLOPs per sample: 3x the forward FLOPs of both towers at the stage's tokens
+    (FlopCounterMode on the meta device; backward taken as 2x forward)."""
+    cfg = with_overrides(model_config(stage.model), image_size=stage.image_size,
+                         context_length=stage.context_length, patch_dropout=stage.patch_dropout or 0.0)
+    image, text = tower_flops(cfg)
+    return 3 * (image + text) / 1e9
 
 
 def params_schema(scale: str) -> type:
@@ -89,19 +135,27 @@ def plan(params: Params | PaperRecipe, scale: str) -> str:
     lines = [f"train: proxy data {spec.fingerprint()} ({spec.train_samples} training samples at "
              f"{spec.image_px} px), seeds {params.seeds}, 1 process on CPU via runners.openclip_main"]
     for s in params.stages:
-        lines.append(f"  stage {s.name}: {s.model} at {s.image_size or 'native'} px, {s.epochs} epochs, "
-                     f"batch {s.batch_size}, lr {s.lr}, warmup {s.warmup}, from {s.init}")
+        cuts = [f"{s.mask_kind} mask {s.patch_dropout:g}" if s.patch_dropout else "",
+                f"text {s.text_mask} to {s.context_length}" if s.context_length else ""]
+        tokens = planned_tokens(s)
+        lines.append(f"  stage {s.name}: {s.model} at {s.image_size or 'native'} px"
+                     f"{''.join(', ' + c for c in cuts if c)} ({tokens['image_tokens']} image / "
+                     f"{tokens['text_tokens']} text tokens), {s.epochs} epochs"
+                     f"{f' of {s.samples_per_epoch} samples' if s.samples_per_epoch else ''}, batch "
+                     f"{s.batch_size}, lr {s.lr}, warmup {s.warmup}, from {s.init}, seeds {params.seeds_of(s)}")
     return "\n".join(lines)
 
 
 def run_released(recipe: PaperRecipe, build_dir: Path) -> Output:
-    """Zero-shot ImageNet-1k of the released checkpoint of every stage, when configured."""
+    """Zero-shot ImageNet-1k of the released checkpoint of every stage, when configured, and the
+    paired gains between stages the recipe compares."""
     from cliprepro.userconfig import load
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     out = Output(device=device_info(device))
     config, path = load(build_dir.parent)
     imagenet = zeroshot.imagenet_root(config.imagenet_val)
+    correct: dict[str, np.ndarray] = {}
     for stage in recipe.stages:
         metric = f"in1k_acc1_{stage.name}"
         ckpt = config.weights.get(stage.weights_key)
@@ -114,8 +168,30 @@ def run_released(recipe: PaperRecipe, build_dir: Path) -> Output:
         model, transform, tokenizer = zeroshot.load_model(stage.model, Path(ckpt), None, device)
         scores = zeroshot.classify_imagenet(model, tokenizer, transform, imagenet, device)
         out.metrics[metric] = exact(100 * scores.metrics["acc1"], "%")
+        correct[stage.name] = scores.correct
         out.inputs[f"{stage.name}_checkpoint_sha256"] = hashlib.sha256(Path(ckpt).read_bytes()).hexdigest()
+    for c in recipe.compare:
+        if c.a in correct and c.b in correct:
+            diff = 100 * (correct[c.b].astype(np.float64) - correct[c.a])
+            out.metrics[f"in1k_gain_{c.name}"] = paired_gain([diff], 1000)
+        else:
+            missing = [x for x in (c.a, c.b) if x not in correct]
+            out.skip[f"in1k_gain_{c.name}"] = (
+                f"needs checkpoints of both {c.a} and {c.b} (missing: {', '.join(missing)}; "
+                "trained from the printed recipe or released) and the ImageNet-1k val folder")
     return out
+
+
+def _check_probe(stage: Stage, logs: Path) -> list[str]:
+    """A mismatch between the planned tokens and those the first training batch carried."""
+    probe = logs / PROBE
+    if stage.epochs == 0:
+        return []
+    if not probe.exists():
+        return [f"stage {stage.name}: no first-batch token probe at {probe}"]
+    seen, planned = json.loads(probe.read_text()), planned_tokens(stage)
+    return [f"stage {stage.name}: {k} planned {planned[k]}, first training batch had {seen.get(k)}"
+            for k in planned if seen.get(k) != planned[k]]
 
 
 def run(params: Params | PaperRecipe, scale: str, build_dir: Path = CACHE) -> Output:
@@ -129,43 +205,56 @@ def run(params: Params | PaperRecipe, scale: str, build_dir: Path = CACHE) -> Ou
                   "substitutes_paper_data": True, "checkpoints": {}}
     correct: dict[tuple[str, int], np.ndarray] = {}
     accs: dict[str, list[float]] = {}
-    for seed in params.seeds:
-        previous: Path | None = None
-        # cache key: what changes training (not how it is evaluated)
-        chain: list[object] = [spec.fingerprint(), seed, params.model_dump(
-            include={"beta1", "beta2", "eps", "wd", "workers"})]
-        for stage in params.stages:
-            chain.append(stage.model_dump())
-            logs = build_dir / "train" / _key(*chain)
+    ckpts: dict[tuple[str, int], Path] = {}
+    gflop: dict[str, float] = {}
+    for stage in params.stages:
+        init = params.init_of(stage)
+        own = stage.epochs * (stage.samples_per_epoch or spec.train_samples) * train_gflop_per_sample(stage)
+        gflop[stage.name] = own + (gflop[init.name] if init else 0.0)  # compute from scratch to here
+        for seed in params.seeds_of(stage):
+            logs = build_dir / "train" / stage_key(params, stage, spec, seed)
             started = time.time()
-            ckpt = previous if stage.epochs == 0 else run_stage(
-                params, stage, data, logs, seed, previous if stage.init == "previous" else None)
+            from_ckpt = ckpts[(init.name, seed)] if init else None
+            ckpt = from_ckpt if stage.epochs == 0 else run_stage(params, stage, data, logs, seed, from_ckpt)
             assert ckpt is not None
+            ckpts[(stage.name, seed)] = ckpt
+            out.errors += _check_probe(stage, logs)
             out.inputs["checkpoints"][f"{stage.name}/seed{seed}"] = hashlib.sha256(ckpt.read_bytes()).hexdigest()[:16]
-            eval_px = params.eval_image_size or stage.image_size
-            model, transform, tokenizer = zeroshot.load_model(stage.model, ckpt, eval_px, device)
-            per_attr, scores_here = [], {}
-            for attribute in params.attributes:
-                scores = zeroshot.classify(model, tokenizer, transform, data / "eval" / f"wds_{attribute}",
-                                           attribute, device)
-                scores_here[f"acc1_{attribute}"] = 100 * scores.metrics["acc1"]
-                per_attr.append(scores.correct)
-            correct[(stage.name, seed)] = np.concatenate(per_attr)
-            scores_here["acc1_mean"] = 100 * float(correct[(stage.name, seed)].mean())
-            if params.retrieval:
-                r = zeroshot.retrieve(model, tokenizer, transform, data / "eval" / "wds_retrieval", "retrieval", device)
-                scores_here.update({k.replace("@", "_at_"): 100 * v for k, v in r.metrics.items()})
+            scores_here = evaluate(params, stage, ckpt, data, device)
+            correct[(stage.name, seed)] = scores_here.pop("_correct")
             for key, value in scores_here.items():  # metric names carry the stage: acc1_<stage>_<what>
                 what = key.removeprefix("acc1_")
                 accs.setdefault(f"acc1_{stage.name}_{what}" if key.startswith("acc1_") else f"{key}_{stage.name}",
                                 []).append(value)
+            probe = logs / PROBE
             out.points.append({"stage": stage.name, "seed": seed, "seconds": round(time.time() - started, 1),
+                               "train_gflop": round(gflop[stage.name], 3), "cache_key": logs.name,
+                               **(json.loads(probe.read_text()) if probe.exists() and stage.epochs else {}),
                                "predictions": zeroshot.pack(correct[(stage.name, seed)]),
                                **{k: round(v, 4) for k, v in scores_here.items()}})
-            previous = ckpt
     for name, values in accs.items():
         out.metrics[name] = from_samples(values, "%") if len(values) > 1 else exact(values[0], "%")
-    for c in params.compare:
-        diffs = [100 * (correct[(c.b, s)].astype(np.float64) - correct[(c.a, s)]) for s in params.seeds]
-        out.metrics[f"gain_{c.name}"] = paired_gain(diffs, params.bootstrap)
+    out.metrics.update(contrasts.all_metrics(params, correct))
+    if params.text_checks:
+        out.metrics.update(textcheck.measure(params.text_checks, data, params.bootstrap))
     return out
+
+
+def evaluate(params: Params, stage: Stage, ckpt: Path, data: Path, device: torch.device) -> dict:
+    """Zero-shot scores of one checkpoint (every stage at eval_image_size when set; its own text
+    context, since a text tower trained at a short context has no later positions trained)."""
+    eval_px = params.eval_image_size or stage.image_size
+    model, transform, tokenizer = zeroshot.load_model(stage.model, ckpt, eval_px, device, stage.context_length)
+    per_attr: list[np.ndarray] = []
+    scores: dict = {}
+    for attribute in params.attributes:
+        result = zeroshot.classify(model, tokenizer, transform, data / "eval" / f"wds_{attribute}", attribute, device)
+        scores[f"acc1_{attribute}"] = 100 * result.metrics["acc1"]
+        per_attr.append(result.correct)
+    correct = np.concatenate(per_attr)
+    scores["acc1_mean"] = 100 * float(correct.mean())
+    if params.retrieval:
+        r = zeroshot.retrieve(model, tokenizer, transform, data / "eval" / "wds_retrieval", "retrieval", device)
+        scores.update({k.replace("@", "_at_"): 100 * v for k, v in r.metrics.items()})
+    scores["_correct"] = correct
+    return scores

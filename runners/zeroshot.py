@@ -86,8 +86,10 @@ def retrieve(model, tokenizer, transform, root: Path, name: str, device: torch.d
     return Scores({k: float(v) for k, v in metrics.items()})
 
 
-def load_model(model_name: str, checkpoint: Path, image_size: int | None, device: torch.device):
-    """An open_clip model from a local checkpoint, loaded with weights_only=True (no pickled code)."""
+def load_model(model_name: str, checkpoint: Path, image_size: int | None, device: torch.device,
+               context_length: int | None = None):
+    """An open_clip model from a local checkpoint, loaded with weights_only=True (no pickled code);
+    image size and text context as trained when given (no positional embedding is stretched)."""
     import open_clip
 
     from runners.compat import fix_syntax_mask_offline
@@ -97,10 +99,12 @@ def load_model(model_name: str, checkpoint: Path, image_size: int | None, device
     if model_config(model_name)["text_cfg"].get("tokenizer_kwargs", {}).get("reduction_mask") == "syntax":
         fix_syntax_mask_offline()  # the class prompts go through the syntax mask too
     kwargs = {"force_image_size": image_size} if image_size else {}
+    if context_length:
+        kwargs["force_context_length"] = context_length
     model, _, transform = open_clip.create_model_and_transforms(
         model_name, pretrained=str(checkpoint), device=device, weights_only=True, **kwargs)
     model.eval()
-    return model, transform, open_clip.get_tokenizer(model_name)
+    return model, transform, open_clip.get_tokenizer(model_name, context_length=context_length)
 
 
 def classify_imagenet(model, tokenizer, transform, root: Path, device: torch.device,

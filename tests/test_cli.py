@@ -53,7 +53,7 @@ class TestBadInput:
         assert proc.returncode == 2 and "suites/flip_flops.yaml: ci_scale" in proc.stderr
 
     @pytest.mark.parametrize("args,needle", [
-        (["run", "nope"], "SUITE: no such suite; known: clipa_b16, clipa_l16"),
+        (["run", "nope"], "SUITE: no such suite; known: clipa_b16, clipa_inverse_scaling, clipa_l16"),
         (["run", "flip_speedup", "--claim", "nope", "--scale", "proxy"], "--claim"),
         (["run", "flip_speedup", "--negative-control", "nope", "--scale", "proxy"], "negative_controls"),
     ])

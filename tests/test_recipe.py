@@ -82,3 +82,27 @@ class TestTorchrunLines:
         from cliprepro.errors import InputError
         with pytest.raises(InputError, match="not divisible"):
             torchrun_lines(_recipe("clipa_l16").model_copy(update={"gpus": 3}))
+
+
+class TestFlipPlan:
+    """flip_mask_ablation's paper plan against claims.md 2b / 2d: batches 16k / 32k / 64k, lr
+    4e-6 x batch / 256, warm-up 51.2M samples; unmasked tuning from each masked arm at 4e-8."""
+    EXPECT = {"clip": ("0", "256", "0.000256", "3125", None),
+              "mask50": ("0.5", "512", "0.000512", "1563", None),
+              "mask75": ("0.75", "1024", "0.001024", "782", None),
+              "mask50_tuned": ("0", "512", "5.12e-06", "782", "logs/mask50/checkpoints/epoch_32.pt"),
+              "mask75_tuned": ("0", "1024", "1.024e-05", "391", "logs/mask75/checkpoints/epoch_32.pt")}
+
+    def test_lines(self):
+        recipe = _recipe("flip_mask_ablation")
+        for stage, line in zip(recipe.stages, torchrun_lines(recipe)):
+            f = _flags(line)
+            got = (f["--force-patch-dropout"], f["--batch-size"], f["--lr"], f["--warmup"], f.get("--pretrained"))
+            assert all(_same(a, b) if a and b else a == b for a, b in zip(got, self.EXPECT[stage.name])), (stage.name, got)
+            assert f["--nproc_per_node"] == "64" and f["--force-context-length"] == "32"
+
+    def test_bad_init_is_rejected(self):
+        data = _recipe("flip_mask_ablation").model_dump()
+        data["stages"][1]["init"] = "nowhere"
+        with pytest.raises(ValueError, match="earlier stage"):
+            PaperRecipe.model_validate(data)

@@ -128,6 +128,20 @@ class TestValidFiles:
             entry = set_in(entry, "source_kind", "derived")
         load_expected(write_yaml(tmp_path, {"suite": SUITE_NAME, "entries": [entry]}))
 
+    def test_proxy_finding_may_be_a_direction(self, tmp_path):
+        entry = set_in(set_in(set_in(finding_entry(), "scale", "proxy"), "kind", "direction"), "tolerance", 0.0)
+        assert load_expected(write_yaml(tmp_path, {"suite": SUITE_NAME, "entries": [entry]})).entries[0].kind == "direction"
+
+    @pytest.mark.parametrize("field,value", [("role", "gate"), ("tolerance", 0.5)])
+    def test_direction_is_a_finding_with_tolerance_0(self, tmp_path, field, value):
+        entry = set_in(set_in(set_in(finding_entry(), "scale", "proxy"), "kind", "direction"), "tolerance", 0.0)
+        if field == "role":
+            entry = set_in(entry, "negative_control", "off")
+        path = write_yaml(tmp_path, {"suite": SUITE_NAME, "entries": [set_in(entry, field, value)]})
+        with pytest.raises(InputError) as info:
+            load_expected(path)
+        assert_input_error(info.value, path, "entries.0", "for findings only")
+
     def test_uncalibrated_effect_has_neither_value_nor_ids(self, tmp_path):
         data = set_in(set_in(valid_expected(), "entries.0.value", None), "entries.0.calibration", [])
         entry = load_expected(write_yaml(tmp_path, data)).entries[0]

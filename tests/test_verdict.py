@@ -28,6 +28,7 @@ _KIND_DEFAULTS: dict[str, dict] = {
     # upward effect: null 1, effect 1, keep half -> threshold 1.5
     "calibrated_effect": dict(scale="proxy", value=2.0, tolerance=0.5, null_value=1.0,
                               calibration=["c1", "c2", "c3"], source_kind="calibration"),
+    "direction": dict(scale="proxy", value=1.0, tolerance=0.0),  # margin 1
 }
 
 
@@ -49,7 +50,7 @@ def iv(lo: float, hi: float, value: float | None = None) -> Measured:
 
 
 ALL_KINDS = sorted(_KIND_DEFAULTS)
-INTERVAL_KINDS = ["at_least", "at_most", "two_sided", "calibrated_effect"]
+INTERVAL_KINDS = ["at_least", "at_most", "two_sided", "calibrated_effect", "direction"]
 
 
 class TestThreshold:
@@ -258,6 +259,26 @@ class TestJudgeCalibratedEffect:
         assert judge(entry, iv(lo, hi))[0] == verdict
 
 
+class TestJudgeDirection:
+    """The paper's direction beyond a pre-registered margin (1 here); strict at the margin."""
+
+    @pytest.mark.parametrize("lo,hi,verdict", [
+        (1.5, 3.0, "reproduced"),
+        (1.0, 3.0, "inconclusive"),   # touching the margin is not beyond it
+        (0.5, 3.0, "inconclusive"),
+        (-2.0, 0.5, "not_reproduced"),
+        (-2.0, 1.0, "inconclusive"),
+    ])
+    def test_table(self, lo, hi, verdict):
+        assert judge(make_entry("direction"), iv(lo, hi))[0] == verdict
+
+    def test_no_band_problem(self):
+        assert attainability_problems(make_entry("direction", value=0.0)) == []
+
+    def test_threshold_is_the_margin(self):
+        assert threshold(make_entry("direction", value=2.5)) == 2.5
+
+
 class TestJudgeErrors:
     @pytest.mark.parametrize("kind", ALL_KINDS)
     @pytest.mark.parametrize(
@@ -292,9 +313,10 @@ class TestJudgeErrors:
     @pytest.mark.parametrize("value", [None, NAN, INF, -INF])
     def test_missing_measurement_is_never_reproduced(self, kind, value):
         entry = make_entry(kind)
-        point = Measured(value=entry.value, lo=entry.value, hi=entry.value)
+        at = entry.value + (1 if kind == "direction" else 0)  # direction: strictly beyond the margin
+        point = Measured(value=at, lo=at, hi=at)
         assert judge(entry, point)[0] == "reproduced"  # the same interval with a value passes
-        verdict, _ = judge(entry, Measured(value=value, lo=entry.value, hi=entry.value))
+        verdict, _ = judge(entry, Measured(value=value, lo=at, hi=at))
         assert verdict == "error"
 
     @pytest.mark.parametrize("kind", ALL_KINDS)

@@ -1,0 +1,55 @@
+"""Paired comparisons of trained stages on one eval set (pure functions of per-example outcomes).
+
+`correct[(stage, seed)]` holds 0/1 per eval example, in the same order for every stage. Every
+comparison is paired: per seed, a per-example difference, then the bootstrap of
+`runners.output.paired_gain` (over seeds, then examples). Only seeds that every stage involved
+trained are used.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from cliprepro.record import Metric
+from runners.output import paired_gain
+from runners.params import TrainParams
+
+
+def common_seeds(params: TrainParams, stages: list[str]) -> list[int]:
+    by_name = {s.name: s for s in params.stages}
+    seeds = [set(params.seeds_of(by_name[n])) for n in stages]
+    return [s for s in params.seeds if all(s in x for x in seeds)]
+
+
+def contrast(params: TrainParams, correct: dict[tuple[str, int], np.ndarray], terms: dict[str, float]) -> Metric:
+    """sum(coef x accuracy) in pp, paired per example."""
+    seeds = common_seeds(params, list(terms))
+    diffs = [100 * sum(coef * correct[(stage, s)].astype(np.float64) for stage, coef in terms.items())
+             for s in seeds]
+    return paired_gain(diffs, params.bootstrap)
+
+
+def best_of(gains: list[Metric]) -> Metric:
+    """`best` beats all: the minimum over pairwise gains of value, lower and upper bound, so the
+    lower bound is > 0 only if every pairwise lower bound is, and the upper bound < 0 as soon as
+    one other stage is surely better."""
+    lows = [g.lo for g in gains]
+    highs = [g.hi for g in gains]
+    assert all(x is not None for x in lows + highs)
+    return Metric(value=min(g.value for g in gains if g.value is not None), lo=min(lows), hi=min(highs),
+                  n=min(g.n for g in gains), confidence=gains[0].confidence, unit="pp")
+
+
+def all_metrics(params: TrainParams, correct: dict[tuple[str, int], np.ndarray]) -> dict[str, Metric]:
+    metrics: dict[str, Metric] = {}
+    for c in params.compare:
+        metrics[f"gain_{c.name}"] = contrast(params, correct, {c.b: 1.0, c.a: -1.0})
+    for c in params.contrasts:
+        metrics[f"contrast_{c.name}"] = contrast(params, correct, c.terms)
+    for b in params.best_of:
+        pairwise = []
+        for other in b.others:
+            gain = contrast(params, correct, {b.best: 1.0, other: -1.0})
+            metrics[f"gain_{b.best}_over_{other}"] = gain
+            pairwise.append(gain)
+        metrics[f"best_of_{b.name}"] = best_of(pairwise)
+    return metrics

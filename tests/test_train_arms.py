@@ -1,0 +1,169 @@
+"""Train runner arms: stage schema, cache keys, open_clip_train arguments, the first-batch token
+probe through open_clip_train's own model factory, and paired contrasts (all fast)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from cliprepro.record import Metric
+from runners import contrasts
+from runners.params import Stage, TrainParams
+from runners.proxydata import DataSpec
+from runners.train import planned_tokens, stage_argv, stage_key
+
+BASE = dict(model="ViT-Tiny96-P8", epochs=1, batch_size=8, lr=1e-3)
+
+
+def params(*stages: dict, seeds=(0,), **kw) -> TrainParams:
+    return TrainParams(stages=[Stage(**{**BASE, **s}) for s in stages], seeds=list(seeds), **kw)
+
+
+class TestStageSchema:
+    @pytest.mark.parametrize("fields,problem", [
+        ({"mask_kind": "grid", "patch_dropout": 0.5}, "patch_dropout must be 0.75"),
+        ({"mask_kind": "block"}, "needs patch_dropout > 0"),
+        ({"text_mask": "shuffle"}, "text_mask"),
+        ({"context_length": 2}, "context_length"),
+    ])
+    def test_bad_stage(self, fields, problem):
+        with pytest.raises(ValidationError, match=problem):
+            Stage(name="s", **{**BASE, **fields})
+
+    @pytest.mark.parametrize("stages,seeds,problem", [
+        ([{"name": "a", "init": "previous"}], (0,), "first stage starts from scratch"),
+        ([{"name": "a"}, {"name": "b", "init": "c"}], (0,), "earlier stage"),
+        ([{"name": "a"}, {"name": "b", "epochs": 0}], (0,), "epochs 0 needs an init stage"),
+        ([{"name": "a", "n_seeds": 3}], (0, 1), "n_seeds 3 > the 2 seeds"),
+        ([{"name": "a", "n_seeds": 1}, {"name": "b", "init": "a"}], (0, 1), "more seeds than its init"),
+    ])
+    def test_bad_references(self, stages, seeds, problem):
+        with pytest.raises(ValidationError, match=problem):
+            params(*stages, seeds=seeds)
+
+    @pytest.mark.parametrize("field,ref", [("compare", {"name": "c", "a": "a", "b": "x"}),
+                                           ("contrasts", {"name": "c", "terms": {"a": 1, "x": -1}}),
+                                           ("best_of", {"name": "c", "best": "a", "others": ["x"]})])
+    def test_comparisons_name_stages(self, field, ref):
+        with pytest.raises(ValidationError, match="no stage 'x'"):
+            params({"name": "a"}, {"name": "b"}, **{field: [ref]})
+
+    def test_init_and_seeds(self):
+        p = params({"name": "a"}, {"name": "b", "n_seeds": 1}, {"name": "c", "init": "a"},
+                   {"name": "d", "init": "previous", "n_seeds": 1}, seeds=(4, 5))
+        assert [getattr(p.init_of(s), "name", None) for s in p.stages] == [None, None, "a", "c"]
+        assert [p.seeds_of(s) for s in p.stages] == [[4, 5], [4], [4, 5], [4]]
+
+
+class TestStageKey:
+    SPEC = DataSpec(train_samples=64)
+
+    def test_names_and_seed_counts_do_not_split_the_cache(self):
+        one = params({"name": "base"}, seeds=(0, 1))
+        other = params({"name": "mask0", "n_seeds": 1}, seeds=(0, 1))
+        assert stage_key(one, one.stages[0], self.SPEC, 0) == stage_key(other, other.stages[0], self.SPEC, 0)
+
+    @pytest.mark.parametrize("change", [{"lr": 2e-3}, {"text_mask": "syntax"}, {"patch_dropout": 0.5},
+                                        {"samples_per_epoch": 32}])
+    def test_training_changes_split_it(self, change):
+        a, b = params({"name": "s"}), params({"name": "s", **change})
+        assert stage_key(a, a.stages[0], self.SPEC, 0) != stage_key(b, b.stages[0], self.SPEC, 0)
+
+    def test_the_init_chain_is_part_of_the_key(self):
+        p = params({"name": "a"}, {"name": "b", "lr": 5e-3}, {"name": "t", "init": "a"},
+                   {"name": "u", "init": "b"})
+        keys = {stage_key(p, s, self.SPEC, 0) for s in p.stages}
+        assert len(keys) == 4
+        assert stage_key(p, p.stages[0], self.SPEC, 0) != stage_key(p, p.stages[0], self.SPEC, 1)
+
+
+class TestStageArgv:
+    @pytest.mark.parametrize("fields,expect,absent", [
+        ({"patch_dropout": 0.75, "mask_kind": "grid"},
+         {"--force-patch-dropout": "0.75", "--cliprepro-mask-kind": "grid"}, ["--cliprepro-text-mask"]),
+        ({"context_length": 8, "text_mask": "block"},
+         {"--force-context-length": "8", "--cliprepro-text-mask": "block"}, ["--cliprepro-mask-kind"]),
+        ({"samples_per_epoch": 256}, {"--train-num-samples": "256"}, ["--force-context-length"]),
+    ])
+    def test_flags(self, tmp_path, fields, expect, absent):
+        p = params({"name": "s", **fields})
+        argv = stage_argv(p, p.stages[0], tmp_path, tmp_path / "logs", 0, None)
+        flags = dict(zip(argv[::2], argv[1::2]))
+        assert {k: flags[k] for k in expect} == expect
+        assert not set(absent) & set(flags)
+        assert flags["--cliprepro-token-probe"].endswith("first_batch_tokens.json")
+
+
+class TestFirstBatchTokens:
+    """Our options go through open_clip_train's own create_model_and_transforms / get_tokenizer."""
+
+    @pytest.mark.parametrize("fields,ours", [
+        ({}, {}),
+        ({"image_size": 16}, {}),
+        ({"patch_dropout": 0.75}, {}),
+        ({"patch_dropout": 0.75, "mask_kind": "grid"}, {"mask-kind": "grid"}),
+        ({"patch_dropout": 0.75, "mask_kind": "block"}, {"mask-kind": "block"}),
+        ({"patch_dropout": 0.5}, {}),
+        ({"context_length": 8, "text_mask": "syntax"}, {"text-mask": "syntax"}),
+    ])
+    def test_probe_matches_plan(self, tmp_path, monkeypatch, fields, ours):
+        import torch
+        from open_clip_train import main as oc_main
+
+        from runners import openclip_main
+        from runners.models import register_repo_configs
+
+        register_repo_configs()
+        for name in ("create_model_and_transforms", "get_tokenizer"):
+            monkeypatch.setattr(oc_main, name, getattr(oc_main, name))  # restored after the test
+        stage = Stage(name="s", **{**BASE, **fields})
+        probe = tmp_path / "probe.json"
+        openclip_main.configure({**ours, "token-probe": str(probe)}, stage.patch_dropout or 0.0)
+        model, _, _ = oc_main.create_model_and_transforms(
+            stage.model, None, force_patch_dropout=stage.patch_dropout, force_image_size=stage.image_size,
+            force_context_length=stage.context_length)
+        tokenizer = oc_main.get_tokenizer(stage.model, context_length=stage.context_length)
+        side = stage.image_size or 32
+        model.train()(torch.zeros(2, 3, side, side), tokenizer(["a photo of the image of a large red ring"] * 2))
+        assert json.loads(probe.read_text()) == planned_tokens(stage)
+        if stage.text_mask == "syntax":  # the tokenizer open_clip_train gets keeps the content words
+            kept = tokenizer.decode(tokenizer(["a photo of the image of a large red ring"])[0][1:7].tolist())
+            assert {"large", "red", "ring"} <= set(kept.split())
+
+    def test_split_args(self):
+        from runners.openclip_main import split_args
+
+        rest, ours = split_args(["--model", "m", "--cliprepro-mask-kind", "grid", "--epochs", "1"])
+        assert rest == ["--model", "m", "--epochs", "1"] and ours == {"mask-kind": "grid"}
+        with pytest.raises(SystemExit, match="needs a value"):
+            split_args(["--cliprepro-text-mask"])
+
+
+def _m(value, lo, hi) -> Metric:
+    return Metric(value=value, lo=lo, hi=hi, n=1, confidence=0.95, unit="pp")
+
+
+class TestContrasts:
+    def test_contrast_is_the_linear_combination(self):
+        p = params({"name": "a"}, {"name": "b"}, {"name": "c"}, {"name": "d"}, bootstrap=200)
+        ones, zeros = np.ones(40, np.uint8), np.zeros(40, np.uint8)
+        half = np.array([1, 0] * 20, np.uint8)
+        correct = {("a", 0): ones, ("b", 0): half, ("c", 0): ones, ("d", 0): zeros}
+        m = contrasts.contrast(p, correct, {"a": 1, "b": -1, "c": -1, "d": 1})
+        assert m.value == pytest.approx(100 * (1 - 0.5 - 1 + 0))
+        assert m.lo <= m.value <= m.hi
+
+    def test_only_common_seeds(self):
+        p = params({"name": "a"}, {"name": "b", "n_seeds": 1}, seeds=(0, 1))
+        assert contrasts.common_seeds(p, ["a", "b"]) == [0]
+
+    @pytest.mark.parametrize("gains,expect", [
+        ([_m(3, 1, 5), _m(2, 0.5, 4)], (2, 0.5, 4)),     # every pairwise lower bound > 0
+        ([_m(3, 1, 5), _m(-2, -4, -1)], (-2, -4, -1)),   # one other is surely better
+        ([_m(3, 1, 5), _m(1, -1, 3)], (1, -1, 3)),       # one pair undecided
+    ])
+    def test_best_of_takes_the_minimum(self, gains, expect):
+        m = contrasts.best_of(gains)
+        assert (m.value, m.lo, m.hi) == expect
