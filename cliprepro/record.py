@@ -76,7 +76,13 @@ def canonical_json(data: Any) -> str:
 
 
 def record_id(record: Record) -> str:
-    return hashlib.sha256(canonical_json(record.model_dump(mode="json")).encode()).hexdigest()[:16]
+    return data_id(record.model_dump(mode="json"))
+
+
+def data_id(data: dict) -> str:
+    """The id of a record's stored content (so fields added to the schema later, with defaults,
+    do not change the id of records written before them)."""
+    return hashlib.sha256(canonical_json(data).encode()).hexdigest()[:16]
 
 
 def file_name(record: Record, rid: str) -> str:
@@ -118,7 +124,7 @@ def read(path: Path) -> tuple[str, Record]:
         record = Record.model_validate(data)
     except ValidationError as exc:
         raise describe_validation_error(path, exc, Record) from None
-    rid = record_id(record)
+    rid = data_id(data)
     if not path.name.endswith(f"__{rid}.json"):
         raise InputError(path, "(content)", f"content hash {rid} does not match the file name: "
                          "the record was edited after it was written")

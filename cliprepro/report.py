@@ -37,7 +37,8 @@ def _expected_cell(e: ExpectedEntry) -> str:
     if e.kind in ("at_least", "at_most"):
         return f"{e.kind.replace('_', ' ')} {e.value:g} {e.unit} (δ {e.tolerance:g})"
     if e.kind == "direction":
-        return f"the paper's direction: interval above {e.value:g} {e.unit}"
+        spread = f"; one-seed intervals widened by seed spread {e.seed_spread:g}" if e.seed_spread else ""
+        return f"the paper's direction: interval above {e.value:g} {e.unit}{spread}"
     return f"{e.value:g} {e.unit} ± {e.tolerance:g}"
 
 
@@ -90,6 +91,15 @@ def _cell(value) -> str:
         "—" if value is None else str(value))
 
 
+PAIRED = ("gain_", "contrast_", "best_of_", "content_words_")  # train runner metrics beyond acc1
+
+
+def _cell_metric(m: rec.Metric) -> str:
+    if m.lo is None or m.hi is None or m.lo == m.hi:
+        return f"{_num(m.value)} {m.unit}"
+    return f"{_num(m.value)} [{_num(m.lo)}, {_num(m.hi)}] {m.unit} (n={m.n})"
+
+
 def _points(rows: list[Row]) -> str:
     """Sweep points and estimates of the newest run record per (scale, device)."""
     latest = {}
@@ -111,6 +121,11 @@ def _points(rows: list[Row]) -> str:
                 k for k in ("image_tokens", "text_tokens", "train_gflop") if any(k in p for p in stages)] + ["seconds"]
             parts += [f"### Stages: {scale} on {device} (record `{rid}`; zero-shot %, proxy data)", "",
                       tabulate([[_cell(p.get(k)) for k in keys] for p in stages], keys, tablefmt="github"), ""]
+        paired = sorted(k for k in record.metrics if k.startswith(PAIRED))
+        if paired:
+            parts += [f"### Paired contrasts and text checks: {scale} on {device} (record `{rid}`)", "",
+                      tabulate([[k, _cell_metric(record.metrics[k])] for k in paired],
+                               ["metric", "value [interval] (n seeds)"], tablefmt="github"), ""]
         estimates = [p for p in record.points if "a100_days_estimate" in p]
         if estimates:
             parts += ["Estimates (labelled as such; not measurements of the claim):", "",

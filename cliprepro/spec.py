@@ -84,6 +84,9 @@ class ExpectedEntry(Strict):
     calibration_spread: float | None = None
     planned_halfwidth: float | None = Field(None, description=(
         "half-width of the interval the planned run reaches; from calibration, or declared"))
+    seed_spread: float | None = Field(None, gt=0, description=(
+        "direction: standard deviation of the metric between trainings that differ only in seed, "
+        "declared (say where from in `note`); widens the interval of a one-seed measurement"))
     note: str = ""
 
     @model_validator(mode="after")
@@ -106,6 +109,8 @@ class ExpectedEntry(Strict):
         if self.scale == "proxy" and self.kind not in ("calibrated_effect", "exact", "direction"):
             raise ValueError("proxy entries are judged against calibration (calibrated_effect), exact "
                              "counts or a paper's direction (direction), never against a paper's number")
+        if self.seed_spread is not None and self.kind != "direction":
+            raise ValueError("seed_spread widens one-seed intervals of kind direction only")
         if self.kind == "direction" and (self.role != "finding" or self.tolerance != 0):
             raise ValueError("kind direction (the sign of a paper's effect, beyond a margin `value`) is "
                              "for findings only, with tolerance 0")

@@ -8,13 +8,7 @@ from cliprepro.errors import InputError
 from cliprepro.layout import Layout
 from cliprepro.spec import describe_validation_error
 from cliprepro.verdict import attainability_problems
-from runners.params import ArchitectureParams, PaperRecipe, ThroughputParams, TrainParams
-
-PARAMS = {"throughput": ThroughputParams, "architecture": ArchitectureParams, "train": TrainParams}
-
-
-def schema_for(runner: str, scale: str):
-    return PaperRecipe if (runner == "train" and scale == "paper") else PARAMS[runner]
+from runners.params import params_schema
 
 
 def validate_all(layout: Layout) -> list[str]:
@@ -34,7 +28,7 @@ def validate_all(layout: Layout) -> list[str]:
             continue
         spath, epath = layout.suites / f"{name}.yaml", layout.expected / f"{name}.yaml"
         for scale, plan in suite.scales.items():
-            schema = schema_for(suite.runner, scale)
+            schema = params_schema(suite.runner, scale)
             variants = [("", plan.params)] + [(f" with negative control {c}", {**plan.params, **nc.overrides})
                                               for c, nc in suite.negative_controls.items()
                                               if scale == suite.ci_scale]  # controls run at CI scale

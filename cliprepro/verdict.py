@@ -93,14 +93,27 @@ def judge(entry: ExpectedEntry, m: Measured | None) -> tuple[str, str]:
     thr = threshold(entry)
     assert thr is not None
     if entry.kind == "direction":  # the paper's direction, beyond the pre-registered margin
-        if m.lo > thr:
-            return "reproduced", f"lower bound {m.lo:.4g} > margin {thr:.4g}: the paper's direction"
-        if m.hi < thr:
-            return "not_reproduced", f"upper bound {m.hi:.4g} < margin {thr:.4g}: not the paper's direction"
-        return "inconclusive", f"interval [{m.lo:.4g}, {m.hi:.4g}] includes margin {thr:.4g}"
+        lo, hi, how = seed_widened(m, entry.seed_spread)
+        if lo > thr:
+            return "reproduced", f"lower bound {lo:.4g}{how} > margin {thr:.4g}: the paper's direction"
+        if hi < thr:
+            return "not_reproduced", f"upper bound {hi:.4g}{how} < margin {thr:.4g}: not the paper's direction"
+        return "inconclusive", f"interval [{lo:.4g}, {hi:.4g}]{how} includes margin {thr:.4g}"
     upward = entry.kind == "at_least" or (
         entry.kind == "calibrated_effect" and entry.value >= (entry.null_value or 0.0))
     return _one_sided(m.lo, m.hi, thr, upward)
+
+
+def seed_widened(m: Measured, seed_spread: float | None) -> tuple[float, float, str]:
+    """A one-seed interval covers the evaluation sample only; with a declared seed spread s it is
+    widened on each side to sqrt(side^2 + (1.96 s)^2). Intervals over >= 2 seeds are kept."""
+    assert m.value is not None and m.lo is not None and m.hi is not None
+    if m.n >= 2 or not seed_spread:
+        return m.lo, m.hi, "" if m.n >= 2 else " (one seed: evaluation sampling only)"
+    z = 1.959964 * seed_spread
+    lo = m.value - math.hypot(m.value - m.lo, z)
+    hi = m.value + math.hypot(m.hi - m.value, z)
+    return lo, hi, f" (one seed, widened by seed spread {seed_spread:g})"
 
 
 def exit_status(results: Iterable[tuple[str, str]]) -> int:

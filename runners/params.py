@@ -301,3 +301,12 @@ class PaperRecipe(Strict):
         if stage.init == "previous":
             return self.stages[i - 1]
         return next(s for s in self.stages if s.name == stage.init)
+
+
+SCHEMAS: dict[str, type] = {"throughput": ThroughputParams, "architecture": ArchitectureParams,
+                            "train": TrainParams}
+
+
+def params_schema(runner: str, scale: str) -> type:
+    """A runner's parameter schema at a scale (train at paper scale: a published recipe)."""
+    return PaperRecipe if (runner == "train" and scale == "paper") else SCHEMAS[runner]

@@ -21,6 +21,7 @@ import torch
 from cliprepro.provenance import device_info
 from runners import contrasts, textcheck, zeroshot
 from runners.output import Output, exact, from_samples, paired_gain
+from runners import params as schemas
 from runners.params import PaperRecipe, Stage, TrainParams as Params
 from runners.proxydata import DataSpec, ensure
 from runners.flops import tower_flops
@@ -124,7 +125,7 @@ def train_gflop_per_sample(stage: Stage) -> float:
 
 
 def params_schema(scale: str) -> type:
-    return PaperRecipe if scale == "paper" else Params
+    return schemas.params_schema("train", scale)
 
 
 def plan(params: Params | PaperRecipe, scale: str) -> str:

@@ -297,3 +297,20 @@ class TestAtomicWriteText:
             write(make_record(), tmp_path)
         monkeypatch.undo()
         assert files_in(tmp_path) == []
+
+
+class TestSchemaGrowth:
+    def test_a_record_written_before_a_new_default_field_still_reads(self, tmp_path):
+        """Ids hash the stored content: a field added to the schema later (with a default) must
+        not make older records look edited."""
+        from cliprepro.record import data_id, read, write
+        from tests.conftest import gate_entry, make_record
+
+        _rid, path = write(make_record(gate_entry(), 1.9, 1.8, 2.0, "reproduced"), tmp_path)
+        data = json.loads(path.read_text())
+        for entry in data["expected"]:
+            del entry["seed_spread"]  # as written before seed_spread existed
+        old = tmp_path / f"flip_speedup__proxy__run__{data_id(data)}.json"
+        old.write_text(json.dumps(data))
+        rid, record = read(old)
+        assert rid == data_id(data) and record.expected[0].seed_spread is None

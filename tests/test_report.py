@@ -98,3 +98,27 @@ class TestRender:
 def test_number_format(value, expected):
     from cliprepro.report import _num
     assert _num(value) == expected
+
+
+class TestAccuracyPlot:
+    """Accuracy vs training compute from a train record's stage points (pure of the records)."""
+
+    @staticmethod
+    def _train_record(points: list[dict]):
+        e = gate_entry(claim="g", metric="gain_x", unit="pp", null_value=0.0, value=5.0)
+        r = make_record(e, 4.0, 3.0, 5.0, "reproduced", suite="clipa_strategies")
+        return r.model_copy(update={"points": points})
+
+    def test_no_stage_points_no_plot(self):
+        from cliprepro.plots import accuracy_plot
+
+        assert accuracy_plot([("a", self._train_record([{"arm": "x"}]))]) is None
+
+    def test_same_records_same_bytes(self):
+        from cliprepro.plots import accuracy_plot
+
+        pts = [{"stage": s, "seed": k, "train_gflop": g, "acc1_mean": a}
+               for s, g, a in (("base", 800.0, 50.0), ("img_resize", 370.0, 55.0)) for k in (0, 1)]
+        one = accuracy_plot([("a", self._train_record(pts))])
+        assert one is not None and one[:8] == b"\x89PNG\r\n\x1a\n"
+        assert one == accuracy_plot([("a", self._train_record(list(reversed(pts))))])

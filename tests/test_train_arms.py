@@ -167,3 +167,21 @@ class TestContrasts:
     def test_best_of_takes_the_minimum(self, gains, expect):
         m = contrasts.best_of(gains)
         assert (m.value, m.lo, m.hi) == expect
+
+
+@pytest.mark.slow
+def test_masks_reach_the_first_training_batch(tmp_path):
+    """Through the real path (open_clip_train in a subprocess via runners.openclip_main): grid keeps
+    one patch per 2x2 window, N/4 + 1 = 5 tokens of 17; block keeps a 2x2 block; syntax at 8."""
+    from runners.train import run
+
+    tiny = dict(model="ViT-Tiny96-P8", epochs=1, batch_size=32, lr=1e-3)
+    p = TrainParams(data={"seed": 3, "train_samples": 64, "eval_samples": 10, "shard_samples": 64},
+                    seeds=[0], retrieval=False, attributes=["color"], stages=[
+                        Stage(name="grid", patch_dropout=0.75, mask_kind="grid", **tiny),
+                        Stage(name="block", patch_dropout=0.75, mask_kind="block", **tiny),
+                        Stage(name="syntax", context_length=8, text_mask="syntax", **tiny)])
+    out = run(p, "proxy", tmp_path)
+    assert out.errors == []
+    seen = {pt["stage"]: (pt["image_tokens"], pt["text_tokens"]) for pt in out.points}
+    assert seen == {"grid": (5, 32), "block": (5, 32), "syntax": (17, 8)}

@@ -487,3 +487,24 @@ def test_helpers_are_exact():
     assert threshold(make_entry("at_most")) == 2.5
     assert threshold(make_entry("calibrated_effect")) == 1.5
     assert threshold(downward_effect()) == 0.75
+
+
+class TestSeedWidened:
+    """One-seed intervals of direction findings widened by a declared seed spread."""
+
+    @pytest.mark.parametrize("n,spread,lo,hi,verdict", [
+        (1, None, 1.5, 3.0, "reproduced"),     # no declared spread: as measured (flagged in the reason)
+        (1, 1.0, 1.5, 3.0, "inconclusive"),    # 2.25 - hypot(0.75, 1.96) < margin 1
+        (3, 1.0, 1.5, 3.0, "reproduced"),      # over seeds already: kept
+        (1, 0.1, 1.5, 3.0, "reproduced"),
+        (1, 1.0, -6.0, -4.0, "not_reproduced"),
+    ])
+    def test_table(self, n, spread, lo, hi, verdict):
+        entry = make_entry("direction", seed_spread=spread) if spread else make_entry("direction")
+        got, reason = judge(entry, Measured(value=(lo + hi) / 2, lo=lo, hi=hi, n=n))
+        assert got == verdict
+        assert ("one seed" in reason) == (n == 1)
+
+    def test_only_for_direction(self):
+        with pytest.raises(ValueError, match="direction only"):
+            make_entry("at_least", seed_spread=1.0)
