@@ -55,9 +55,9 @@ def _results_table(rows: list[Row]) -> str:
         beside = ", ".join(f"{k} {v:g}" for k, v in sorted(r.beside.items()))
         verdict = f"{r.verdict} (stale)" if row.stale else r.verdict
         body.append([r.claim, r.scale, row.device_class, r.role, _measured(r), _num(r.threshold),
-                     beside or "—", verdict, f"`{row.rid}`"])
+                     beside or "—", verdict, r.reason, f"`{row.rid}`"])
     return tabulate(body, ["claim", "scale", "device", "role", "measured [interval]", "threshold",
-                           "beside", "verdict", "record"], tablefmt="github")
+                           "beside", "verdict", "reason", "record"], tablefmt="github")
 
 
 def _environment(rows: list[Row]) -> str:
