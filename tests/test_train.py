@@ -78,7 +78,7 @@ def _run(root: Path, **kw) -> subprocess.Popen:
 
 
 def _final_steps(root: Path) -> int:
-    [ckpt] = root.glob("build/train/*/pretrain/checkpoints/epoch_3.pt")
+    [ckpt] = root.glob("build/train/*/stage/checkpoints/epoch_3.pt")
     state = torch.load(ckpt, map_location="cpu", weights_only=True)["optimizer"]["state"]
     return int(next(iter(state.values()))["step"])
 
@@ -88,7 +88,7 @@ def test_killed_run_resumes_to_the_same_step_count(tmp_path):
     killed, clean = _root(tmp_path / "killed"), _root(tmp_path / "clean")
     proc = _run(killed)
     deadline = time.time() + 240
-    while not list(killed.glob("build/train/*/pretrain/checkpoints/epoch_1.pt")):
+    while not list(killed.glob("build/train/*/stage/checkpoints/epoch_1.pt")):
         assert proc.poll() is None and time.time() < deadline, proc.stderr.read().decode()[-2000:]
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)
