@@ -10,6 +10,11 @@ that fails when the bug is gone (so the fix can go) or back (so the fix is still
 - open_clip_train saves checkpoints with a plain torch.save: a run killed mid-save leaves a
   truncated epoch_N.pt that `--resume latest` then fails to load. Saves to a path go through a
   temp file and os.replace in the trainer's process (runners.openclip_main).
+- open_clip_train's sample shuffle is `wds.shuffle(bufsize, initial)` with no seed, and webdataset
+  then seeds it from pid + time: the same --seed trains different weights every run (found when CI
+  and a local run of one cached stage disagreed by 7 pp). It becomes open_clip_train's own
+  `detshuffle2` keyed by the DataLoader worker's seed and the epoch (torch derives the worker seed
+  from --seed): two fresh trainings of a stage give the same weights (a slow test checks this).
 - clip_benchmark with numpy >= 2.4: `accuracy` calls float() on a 1-element array (issue #147).
   Patched at the one expression, from upstream's own source, so its metric stays its own.
 """
@@ -62,6 +67,12 @@ def fix_webdataset_eof() -> None:
     if getattr(ocd.tar_file_expander, "func", None) is tar_file_expander:
         return
     ocd.tar_file_expander = functools.partial(tar_file_expander, eof_value=None)
+
+
+def seeded_sample_shuffle() -> None:
+    import open_clip_train.data as ocd
+
+    patch_source(ocd, "get_wds_dataset", "wds.shuffle(\n", "detshuffle2(seed=-1, epoch=shared_epoch,\n")
 
 
 def atomic_checkpoint_saves() -> None:
@@ -133,6 +144,7 @@ def _memoized_pos_tag(pos_tag):
 def apply_all(*, syntax_mask: bool = False) -> None:
     """Every fix the train and zero-shot paths need; syntax_mask also checks the NLTK tagger."""
     fix_webdataset_eof()
+    seeded_sample_shuffle()
     atomic_checkpoint_saves()
     fix_clip_benchmark_accuracy()
     if syntax_mask:

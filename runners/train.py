@@ -34,6 +34,9 @@ ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / "build"
 STAGE_DIR = "stage"  # open_clip_train --name inside each stage's cache folder
 PROBE = "first_batch_tokens.json"
+# Bumped when a change to the training path changes the weights a stage trains, so that stages
+# cached before it are not reused (2: open_clip_train's sample shuffle seeded, runners.compat).
+TRAIN_PATH_VERSION = 2
 
 
 def _key(*parts: object) -> str:
@@ -49,7 +52,7 @@ def stage_key(params: Params, stage: Stage, spec: DataSpec, seed: int) -> str:
         chain.insert(0, current.model_dump(exclude={"name", "n_seeds", "init"}))
         current = params.init_of(current)
     common = params.model_dump(include={"beta1", "beta2", "eps", "wd", "workers"})
-    return _key(spec.fingerprint(), seed, common, *chain)
+    return _key(TRAIN_PATH_VERSION, spec.fingerprint(), seed, common, *chain)
 
 
 def stage_argv(params: Params, stage: Stage, data: Path, logs: Path, seed: int,

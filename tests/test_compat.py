@@ -47,6 +47,49 @@ class TestWebdatasetEof:
         assert ocd.tar_file_expander.keywords == {"eof_value": None}
 
 
+def _first_batch_texts(shards: str, *, patched: bool) -> list[str]:
+    """The captions of open_clip_train's first training batch over `shards` (upstream or fixed)."""
+    import argparse
+
+    ocd = importlib.reload(importlib.import_module("open_clip_train.data"))
+    compat.fix_webdataset_eof()
+    if patched:
+        compat.seeded_sample_shuffle()
+    args = argparse.Namespace(train_data=shards, val_data=None, train_num_samples=64, batch_size=16, workers=0,
+                              world_size=1, seed=0, dataset_resampled=False, train_data_upsampling_factors=None)
+    info = ocd.get_wds_dataset(args, lambda im: 0, is_train=True, tokenizer=lambda text: [text])
+    return list(next(iter(info.dataloader))[1])
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory) -> str:
+    import io
+
+    import webdataset as wds
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("shards")
+    png = io.BytesIO()
+    Image.new("RGB", (2, 2)).save(png, format="PNG")
+    for shard in range(2):
+        with wds.TarWriter(str(folder / f"s-{shard}.tar")) as sink:
+            for i in range(32):
+                sink.write({"__key__": f"{shard}_{i:03d}", "png": png.getvalue(), "txt": f"caption {shard}.{i}"})
+    return f"{folder}/s-{{0..1}}.tar"
+
+
+class TestSeededSampleShuffle:
+    def test_upstream_order_changes_between_runs(self, shards):
+        # webdataset seeds an unseeded shuffle from pid + time: equal orders here mean the bug is gone
+        orders = {tuple(_first_batch_texts(shards, patched=False)) for _ in range(3)}
+        assert len(orders) > 1
+
+    def test_fixed_order_is_a_function_of_the_seed(self, shards):
+        first = _first_batch_texts(shards, patched=True)
+        assert first == _first_batch_texts(shards, patched=True)
+        assert first != sorted(first)  # still shuffled, not switched off
+
+
 def _syntax_tokens(env: dict[str, str], workers: int = 0) -> subprocess.CompletedProcess:
     code = f"""
 import torch

@@ -1,4 +1,5 @@
-"""Train runner: stage arguments, and a run killed after its first checkpoint resumes (slow)."""
+"""Train runner: stage arguments; a stage is a function of its arguments, and a run killed after its
+first checkpoint resumes (both slow)."""
 from __future__ import annotations
 
 import os
@@ -99,3 +100,25 @@ def test_killed_run_resumes_to_the_same_step_count(tmp_path):
     assert _final_steps(killed) == _final_steps(clean) == 3 * 512 // 64
     assert len(list(killed.glob("build/results/*.json"))) == 1
     assert not [p for p in killed.rglob("*") if p.name.endswith(".tmp") or p.name.startswith(".building-")]
+
+
+@pytest.mark.slow
+def test_a_stage_is_a_function_of_its_arguments(tmp_path):
+    """Two fresh trainings with one seed give the same weights, with the random image and text masks
+    on (RNG in the trainer and in the DataLoader workers); another seed gives other weights."""
+    from runners.proxydata import DataSpec, ensure
+    from runners.train import run_stage
+
+    data = ensure(DataSpec(seed=1, image_px=32, train_samples=512, eval_samples=20, shard_samples=128),
+                  tmp_path / "data")
+    stage = Stage(name="s", model="ViT-Tiny96-P8", epochs=2, batch_size=64, lr=1e-3, warmup=4,
+                  patch_dropout=0.5, context_length=8, text_mask="random")
+    params = TrainParams(stages=[stage], seeds=[0])
+
+    def weights(folder: str, seed: int) -> dict[str, torch.Tensor]:
+        ckpt = run_stage(params, stage, data, tmp_path / folder, seed, None)
+        return torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+
+    a, b, other = weights("a", 0), weights("b", 0), weights("c", 1)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], other[k]) for k in a)
