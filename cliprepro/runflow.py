@@ -5,6 +5,7 @@ Runners (and so torch) are imported only when a suite really runs or prints its 
 from __future__ import annotations
 
 import os
+import sys
 import time
 import traceback
 from dataclasses import dataclass
@@ -22,6 +23,9 @@ from cliprepro.verdict import Measured, judge, threshold
 # torch's profiler (Kineto) logs USDT lines to stderr unless told before torch is first imported,
 # which cuda_available() below may be
 os.environ.setdefault("KINETO_LOG_LEVEL", "5")
+# clip_benchmark draws tqdm bars per class and per batch: hundreds of lines in a CI log, none read
+if not sys.stderr.isatty():
+    os.environ.setdefault("TQDM_DISABLE", "1")
 RUNTIME_OVERRUN = 1.5  # a run over 1.5x its declared runtime is an error
 
 
