@@ -73,6 +73,9 @@ def accuracy_plot(records: list[tuple[str, Record]]) -> bytes | None:
         latest[(record.scale, device)] = record  # records arrive oldest first
     fig, ax = plt.subplots(figsize=(8, 5))
     drawn = False
+    chances = sorted({r.inputs["chance_acc1_mean_pct"] for r in latest.values() if "chance_acc1_mean_pct" in r.inputs})
+    for chance in chances:  # where a stage sits near it, it did not train
+        ax.axhline(chance, color="grey", linestyle="--", linewidth=1, label=f"uniform guess ({chance:g}%)")
     for (scale, device), record in sorted(latest.items()):
         by_stage: dict[str, list[dict]] = defaultdict(list)
         for p in record.points:

@@ -119,7 +119,9 @@ def _points(rows: list[Row]) -> str:
             keys = ["stage", "seed"] + sorted({k for p in stages for k in p if k.startswith("acc1_")}) + sorted(
                 {k for p in stages for k in p if "recall_at_1" in k}) + [
                 k for k in ("image_tokens", "text_tokens", "train_gflop") if any(k in p for p in stages)] + ["seconds"]
-            parts += [f"### Stages: {scale} on {device} (record `{rid}`; zero-shot %, proxy data)", "",
+            chance = record.inputs.get("chance_acc1_mean_pct")
+            guess = f"; a uniform guess scores {chance:g} on acc1_mean" if chance is not None else ""
+            parts += [f"### Stages: {scale} on {device} (record `{rid}`; zero-shot %, proxy data{guess})", "",
                       tabulate([[_cell(p.get(k)) for k in keys] for p in stages], keys, tablefmt="github"), ""]
         paired = sorted(k for k in record.metrics if k.startswith(PAIRED))
         if paired:

@@ -104,6 +104,11 @@ def sample(spec: DataSpec, split: str, index: int) -> Sample:
     return Sample(np.asarray(img), caption, labels, content_first)
 
 
+def chance_pct(attributes: list[str]) -> float:
+    """Expected zero-shot acc1 (%) of a uniform guess, averaged over the attributes evaluated."""
+    return 100 * sum(1 / len(ATTRIBUTES[a]) for a in attributes) / len(attributes)
+
+
 def _png(image: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(image).save(buf, format="PNG", optimize=False)  # lossless, cheap to decode

@@ -23,7 +23,7 @@ from runners import contrasts, textcheck, zeroshot
 from runners.output import Output, exact, from_samples, paired_gain
 from runners import params as schemas
 from runners.params import PaperRecipe, Stage, TrainParams as Params
-from runners.proxydata import DataSpec, ensure
+from runners.proxydata import DataSpec, chance_pct, ensure
 from runners.flops import tower_flops
 from runners.masks import kept_patches
 from runners.models import image_token_count, model_config, with_overrides
@@ -206,7 +206,8 @@ def run(params: Params | PaperRecipe, scale: str, build_dir: Path = CACHE) -> Ou
     spec = DataSpec(**params.data.model_dump())
     data = ensure(spec, build_dir / "data")
     out.inputs = {"data": f"proxy procedural data {spec.fingerprint()}", "data_spec": params.data.model_dump(),
-                  "substitutes_paper_data": True, "checkpoints": {}}
+                  "substitutes_paper_data": True, "checkpoints": {},
+                  "chance_acc1_mean_pct": round(chance_pct(params.attributes), 3)}
     correct: dict[tuple[str, int], np.ndarray] = {}
     accs: dict[str, list[float]] = {}
     ckpts: dict[tuple[str, int], Path] = {}

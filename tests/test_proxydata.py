@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from runners.proxydata import ATTRIBUTES, PHRASINGS, DataSpec, ensure, sample
+from runners.proxydata import ATTRIBUTES, PHRASINGS, DataSpec, chance_pct, ensure, sample
 from tests.conftest import REPO
 
 SPEC = DataSpec(seed=3, image_px=32, train_samples=64, eval_samples=20, shard_samples=32)
@@ -70,3 +70,12 @@ class TestShards:
 
     def test_fingerprint_follows_parameters(self):
         assert SPEC.fingerprint() != DataSpec(seed=3, image_px=48).fingerprint()
+
+
+@pytest.mark.parametrize(("attributes", "pct"), [
+    (["size"], 50.0),
+    (["shape", "color"], (20.0 + 12.5) / 2),
+    (["shape", "color", "size", "position"], 25.625),
+])
+def test_chance_is_the_uniform_guess_mean(attributes, pct):
+    assert chance_pct(attributes) == pytest.approx(pct)

@@ -122,3 +122,15 @@ class TestAccuracyPlot:
         one = accuracy_plot([("a", self._train_record(pts))])
         assert one is not None and one[:8] == b"\x89PNG\r\n\x1a\n"
         assert one == accuracy_plot([("a", self._train_record(list(reversed(pts))))])
+
+    def test_uniform_guess_line_and_stage_table_note(self):
+        from cliprepro.ledger import Row
+        from cliprepro.plots import accuracy_plot
+        from cliprepro.report import _points
+
+        pts = [{"stage": "base", "seed": 0, "train_gflop": 800.0, "acc1_mean": 50.0}]
+        plain = self._train_record(pts)
+        guessed = plain.model_copy(update={"inputs": {"chance_acc1_mean_pct": 25.625}})
+        assert accuracy_plot([("a", plain)]) != accuracy_plot([("a", guessed)])
+        assert "a uniform guess scores 25.625 on acc1_mean" in _points([Row("a", guessed, guessed.results[0], False)])
+        assert "uniform guess" not in _points([Row("a", plain, plain.results[0], False)])
