@@ -7,9 +7,11 @@ stage and everything before it, and the seed: a killed run resumes from its last
 """
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -84,6 +86,17 @@ def stage_argv(params: Params, stage: Stage, data: Path, logs: Path, seed: int,
     return argv + ["--cliprepro-token-probe", str(logs / PROBE)]
 
 
+# Looked up here, not between fork and exec, where a loader lock held by another thread could hang
+_PRCTL = ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else None
+
+
+def die_with_parent() -> None:
+    """In the trainer child, before exec: SIGTERM it when cliprepro dies (Linux), so a cliprepro
+    killed alone does not leave a trainer writing into the cache (it resumes on the next run)."""
+    if _PRCTL is not None:
+        _PRCTL(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+
 def run_stage(params: Params, stage: Stage, data: Path, logs: Path, seed: int,
               init: Path | None) -> Path:
     """The stage's final checkpoint, training (or resuming) only what is missing."""
@@ -100,7 +113,7 @@ def run_stage(params: Params, stage: Stage, data: Path, logs: Path, seed: int,
         shutil.rmtree(logs / STAGE_DIR)  # killed before its first checkpoint: start clean
     logs.mkdir(parents=True, exist_ok=True)
     proc = subprocess.run([sys.executable, "-m", "runners.openclip_main", *argv], cwd=ROOT,
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, preexec_fn=die_with_parent)
     if proc.returncode != 0 or not final.exists():
         lines = [x for x in (proc.stderr or proc.stdout).splitlines() if x.strip() and x[:2] not in ("I1", "W1")]
         tail = "\n".join(lines[-5:])  # the exception, not torch's dynamo statistics

@@ -63,6 +63,34 @@ class TestStageArgv:
         assert flags["--beta2"] == "0.98" and flags["--eps"] == "1e-06"  # explicit, not name-dependent
 
 
+PARENT = """
+import subprocess, sys, time
+from runners.train import die_with_parent
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], preexec_fn=die_with_parent)
+print(child.pid, flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="PR_SET_PDEATHSIG is Linux's")
+def test_trainer_child_dies_with_a_killed_parent():
+    parent = subprocess.Popen([sys.executable, "-c", PARENT], cwd=REPO, stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(REPO)})
+    child = int(parent.stdout.readline())
+    parent.kill()
+    parent.wait()
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:  # gone, or a zombie where nothing reaps orphans
+            if Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                return
+        except FileNotFoundError:
+            return
+        time.sleep(0.05)
+    os.kill(child, signal.SIGKILL)
+    pytest.fail("the child outlived its killed parent")
+
+
 def _root(tmp: Path) -> Path:
     for sub in ("suites", "expected"):
         (tmp / sub).mkdir(parents=True)
