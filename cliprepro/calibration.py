@@ -12,7 +12,8 @@ import yaml
 from cliprepro import record as rec
 from cliprepro.layout import Layout
 from cliprepro.record import atomic_write_text
-from cliprepro.spec import ExpectedEntry, ExpectedFile
+from cliprepro.claims import CalibratedEffect, SeedSpread
+from cliprepro.spec import ExpectedFile
 from cliprepro.verdict import Calibrated, attainability_problems, calibrate
 
 HEADER = ("# Gate entries (kind calibrated_effect) are written by `cliprepro calibrate` from the\n"
@@ -24,14 +25,29 @@ def runs_needed(run_s: float) -> int:
     return 5 if run_s < 60 else 3
 
 
-def expected_from_records(entry: ExpectedEntry, records: dict[str, rec.Record]) -> Calibrated:
-    values, halfwidths = [], []
+def expected_from_records(entry: CalibratedEffect, records: dict[str, rec.Record]) -> Calibrated:
+    values, halfwidths, per_seed, eval_ses, ns = [], [], [], [], set()
     for rid in entry.calibration:
         metric = records[rid].metrics[entry.metric]
         assert metric.value is not None and metric.lo is not None and metric.hi is not None
         values.append(metric.value)
         halfwidths.append((metric.hi - metric.lo) / 2)
-    return calibrate(values, halfwidths)
+        ns.add(metric.n)
+        if metric.over == "seeds":
+            per_seed += metric.samples if len(metric.samples) == metric.n else [metric.value]
+            eval_ses.append(metric.eval_se if metric.eval_se is not None else (metric.hi - metric.lo) / 3.919928)
+    return calibrate(values, halfwidths, n=min(ns), per_seed=per_seed or None, eval_ses=eval_ses or None)
+
+
+def calibrated_fields(cal: Calibrated, ids: list[str]) -> dict:
+    """The fields of a calibrated_effect entry that its calibration records determine."""
+    spread = None
+    if cal.seed_sd is not None and cal.seed_sd > 0:
+        spread = SeedSpread(sd=cal.seed_sd, df=cal.seed_df,
+                            source=f"per-seed values of calibration records {', '.join(ids)}")
+    return {"value": cal.value, "calibration": ids, "calibration_spread": cal.spread,
+            "planned_halfwidth": cal.halfwidth, "planned_n": cal.n, "seed_spread": spread,
+            "eval_se": cal.eval_se}
 
 
 def load_calibration(layout: Layout) -> dict[str, rec.Record]:
@@ -53,11 +69,8 @@ def apply(layout: Layout, name: str, ids: list[str]) -> tuple[ExpectedFile, list
         if entry.kind != "calibrated_effect":
             entries.append(entry)
             continue
-        cited = entry.model_copy(update={"calibration": ids, "value": 0.0})
-        cal = expected_from_records(cited, records)
-        new = ExpectedEntry.model_validate({**entry.model_dump(), "value": cal.value, "calibration": ids,
-                                            "calibration_spread": cal.spread,
-                                            "planned_halfwidth": cal.halfwidth})
+        cal = expected_from_records(entry.model_copy(update={"calibration": ids}), records)
+        new = CalibratedEffect.model_validate({**entry.model_dump(), **calibrated_fields(cal, ids)})
         problems += [f"{new.claim}: {p}" for p in attainability_problems(new)]
         entries.append(new)
     new_exp = ExpectedFile(suite=exp.suite, entries=entries)

@@ -112,8 +112,9 @@ def cmd_calibrate(args, layout: Layout) -> int:
     exp, problems = apply(layout, args.suite, ids)
     for e in exp.entries:
         if e.kind == "calibrated_effect":
-            print(f"{e.claim}: value {e.value} spread {e.calibration_spread} "
-                  f"half-width {e.planned_halfwidth} from {len(ids)} records")
+            print(f"{e.claim}: value {e.value} spread {e.calibration_spread} half-width "
+                  f"{e.planned_halfwidth} seed spread {e.seed_spread.sd if e.seed_spread else '—'} "
+                  f"from {len(ids)} records")
     for p in problems:
         print(f"problem: {p}", file=sys.stderr)
     return 1 if problems else 0
@@ -146,17 +147,28 @@ def cmd_validate(args, layout: Layout) -> int:
         print(p, file=sys.stderr)
     if problems:
         return 2
+    from cliprepro.validation import gate_probabilities
+
     print(f"ok: {len(layout.suite_names())} suites and their expected files are valid")
+    rows, whole = gate_probabilities(layout)
+    print("\nGates: probability that an honest rerun passes and that the negative control fails "
+          "(normal model, spread at its 95% upper confidence bound)")
+    print(tabulate(rows, ["suite", "gate", "P(pass)", "P(control fails)", "from"], tablefmt="simple"))
+    print(f"P(a CI run passes every gate) >= {whole:.3f} (product over gates)")
     return 0
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cliprepro", description=__doc__.split("\n")[0])
+    root = argparse.ArgumentParser(add_help=False)  # --root before or after the command
+    root.add_argument("--root", default=argparse.SUPPRESS,
+                      help="repo root with suites/ and expected/ (default: working directory)")
     p.add_argument("--root", help="repo root with suites/ and expected/ (default: working directory)")
     sub = p.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="suites, claims, scales, gate or finding, latest verdicts")
-    sub.add_parser("validate", help="check every file in suites/ and expected/")
-    r = sub.add_parser("run", help="run a suite (or 'all'), judge its claims, write a record and reports")
+    sub.add_parser("list", parents=[root], help="suites, claims, scales, gate or finding, latest verdicts")
+    sub.add_parser("validate", parents=[root], help="check every file in suites/ and expected/, "
+                   "print each gate's pass probability")
+    r = sub.add_parser("run", parents=[root], help="run a suite (or 'all'), judge its claims, write a record and reports")
     r.add_argument("suite", help="suite name, or 'all'")
     r.add_argument("--scale", default="auto", choices=["auto", "proxy", "gpu", "paper"],
                    help="auto: architecture suites at their own scale; gpu with CUDA; else proxy")
@@ -164,10 +176,10 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--claim", action="append", default=[], help="only this claim id (repeatable)")
     r.add_argument("--out", help="write records to OUT/results and reports to OUT/reports")
     r.add_argument("--negative-control", help="run the named negative control (its gates must fail)")
-    c = sub.add_parser("calibrate", help="run the proxy scale N times and set the gates in expected/")
+    c = sub.add_parser("calibrate", parents=[root], help="run the proxy scale N times and set the gates in expected/")
     c.add_argument("suite")
     c.add_argument("--runs", type=int, help="number of runs (at least 5 if a run is under 1 min, else 3)")
-    rep = sub.add_parser("report", help="render reports/ from the committed records in results/")
+    rep = sub.add_parser("report", parents=[root], help="render reports/ from the committed records in results/")
     rep.add_argument("--build", help="also read BUILD/results and write to BUILD/reports")
     return p
 

@@ -2,8 +2,10 @@
 
 Every record is re-judged with the expected entry it stores; a record whose stored verdicts or
 values disagree with that, that fails validation, or that reuses a calibration record as a check,
-is rejected with the reason. A record judged against an entry that differs from the current one
-in expected/ is `stale`: shown, but not pooled into the leaderboard.
+is rejected with the reason. A record of an older schema is re-judged by today's rules and shown
+with the new verdict (saying what it stored). A record judged against an entry that differs from
+the current one in expected/ is `stale`: shown, but not pooled into the leaderboard. A record
+whose run did not complete (crash, runtime overrun) never contributes; it is listed with its reason.
 """
 from __future__ import annotations
 
@@ -11,9 +13,9 @@ import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from cliprepro.record import ClaimResult, Record
+from cliprepro.record import SCHEMA_VERSION, ClaimResult, Record
 from cliprepro.spec import ExpectedEntry, ExpectedFile
-from cliprepro.verdict import Measured, judge
+from cliprepro.verdict import judge, judged_interval
 
 
 @dataclass(frozen=True)
@@ -29,57 +31,84 @@ class Row:
         return str(self.record.provenance.get("device", {}).get("device_class", "unknown"))
 
 
+@dataclass(frozen=True, order=True)
+class Rejected:
+    suite: str
+    record: str  # id, or the file name of a record that could not be read
+    reason: str
+
+
+def suite_of_file(name: str) -> str:
+    """A record file is named <suite>__<scale>__<type>__<id>.json."""
+    return name.split("__", 1)[0] if "__" in name else "(unknown suite)"
+
+
 @dataclass
 class Ledger:
     rows: list[Row] = field(default_factory=list)
     controls: list[Row] = field(default_factory=list)
-    rejected: list[tuple[str, str]] = field(default_factory=list)  # (record name, reason)
+    rejected: list[Rejected] = field(default_factory=list)
+    incomplete: list[Rejected] = field(default_factory=list)  # status error / skipped, with the reason
 
 
 def _started(record: Record) -> str:
     return str(record.provenance.get("started_utc", ""))
 
 
-def rejudge(record: Record) -> str | None:
-    """Why this record disagrees with its own stored expected entries (None when it agrees)."""
+def rejudge(record: Record) -> tuple[str | None, list[ClaimResult]]:
+    """(why this record disagrees with its own stored expected entries, or None; its results as
+    today's rules judge them). Schema 1 records may change verdict: never a disagreement."""
     entries = {e.key(): e for e in record.expected}
+    out = []
     for r in record.results:
         entry = entries.get((r.claim, r.scale))
         if entry is None:
-            return f"result {r.claim}@{r.scale} has no stored expected entry"
+            return f"result {r.claim}@{r.scale} has no stored expected entry", []
         if r.verdict in ("error", "skipped"):
+            out.append(r)
             continue  # no value to re-judge; these never count as reproduced
         metric = record.metrics.get(entry.metric)
         if metric is None or metric.value != r.value:
-            return f"{r.claim}: stored value {r.value} is not the recorded metric {entry.metric!r}"
-        verdict, _ = judge(entry, Measured(metric.value, metric.lo, metric.hi, metric.n))
+            return f"{r.claim}: stored value {r.value} is not the recorded metric {entry.metric!r}", []
+        verdict, reason = judge(entry, metric.measured())
+        if verdict != r.verdict and record.schema_version == SCHEMA_VERSION:
+            return f"{r.claim}: stored verdict {r.verdict!r}, re-judged {verdict!r}", []
         if verdict != r.verdict:
-            return f"{r.claim}: stored verdict {r.verdict!r}, re-judged {verdict!r}"
-    return None
+            lo, hi = judged_interval(entry, metric.measured())
+            r = r.model_copy(update={"verdict": verdict, "lo": lo, "hi": hi, "reason": (
+                f"{reason} (re-judged by today's rules; schema {record.schema_version} record said {r.verdict})")})
+        out.append(r)
+    return None, out
 
 
 def build_ledger(records: list[tuple[str, Record]], invalid: list[tuple[str, str]],
                  expected: dict[str, ExpectedFile]) -> Ledger:
-    ledger = Ledger(rejected=list(invalid))
+    ledger = Ledger(rejected=[Rejected(suite_of_file(name), name, why) for name, why in invalid])
     current: dict[tuple[str, str, str], ExpectedEntry] = {
         (suite, *e.key()): e for suite, f in expected.items() for e in f.entries}
-    cited = {rid for f in expected.values() for e in f.entries for rid in e.calibration}
+    cited = {rid for f in expected.values() for e in f.entries for rid in getattr(e, "calibration", [])}
     for rid, record in sorted(records, key=lambda x: (_started(x[1]), x[0])):
         if rid in cited and record.record_type != "calibration":
-            ledger.rejected.append((rid, "a calibration record cited by expected/ is reused as a check"))
+            ledger.rejected.append(Rejected(record.suite, rid, "a calibration record cited by expected/ is "
+                                            "reused as a check"))
             continue
-        reason = rejudge(record)
+        reason, results = rejudge(record)
         if reason:
-            ledger.rejected.append((rid, f"re-judging disagrees: {reason}"))
+            ledger.rejected.append(Rejected(record.suite, rid, f"re-judging disagrees: {reason}"))
             continue
         if record.record_type == "calibration":
             continue  # shown by the metrics expected/ cites, never as verdicts
+        if record.status != "completed":
+            first = record.message.splitlines()[0] if record.message else "no reason recorded"
+            ledger.incomplete.append(Rejected(record.suite, rid, f"{record.status}: {first}"))
+            continue
         target = ledger.rows if record.record_type == "run" else ledger.controls
-        for r in record.results:
+        for r in results:
             stored = next(e for e in record.expected if e.key() == (r.claim, r.scale))
             now = current.get((record.suite, r.claim, r.scale))
             target.append(Row(rid, record, r, stale=now != stored))
     ledger.rejected.sort()
+    ledger.incomplete.sort()
     return ledger
 
 

@@ -8,6 +8,7 @@ import hashlib
 import os
 import platform
 import subprocess
+import threading
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -17,12 +18,26 @@ KEY_PACKAGES = ("torch", "torchvision", "open_clip_torch", "clip_benchmark", "we
                 "numpy", "nltk", "pydantic", "matplotlib", "deepspeed")
 
 
+COMMIT_ENV = "CLIPREPRO_COMMIT"  # for a copy of the tree without git (e.g. sent to a GPU machine)
+
+
 def git_state(root: Path) -> dict[str, Any]:
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
-                              check=False).stdout.strip()
-    commit = git("rev-parse", "HEAD")
-    return {"commit": commit or None, "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+    """Commit and dirty flag; a tree without git is never `clean`: its commit is unknown, or the
+    one given in $CLIPREPRO_COMMIT, and its dirty flag is null (unknown)."""
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
+    try:
+        head = git("rev-parse", "--show-toplevel")
+        inside = head.returncode == 0 and Path(head.stdout.strip()).resolve() == Path(root).resolve()
+    except OSError:  # no git executable
+        inside = False
+    if not inside:
+        given = os.environ.get(COMMIT_ENV)
+        return {"commit": given or None, "dirty": None,
+                "source": f"${COMMIT_ENV}" if given else "unknown: no git repository at the root"}
+    commit = git("rev-parse", "HEAD").stdout.strip()
+    dirty = bool(git("status", "--porcelain", "--untracked-files=no").stdout.strip())
+    return {"commit": commit or None, "dirty": dirty if commit else None, "source": "git"}
 
 
 def packages() -> dict[str, Any]:
@@ -70,7 +85,35 @@ def device_info(device: Any) -> dict[str, Any]:
     return info
 
 
-def collect(root: Path, device: dict[str, Any]) -> dict[str, Any]:
+class LoadSampler:
+    """Samples the 1-minute load average every `every_s` seconds while a run is in progress."""
+
+    def __init__(self, every_s: float = 10.0):
+        self.every_s, self.samples = every_s, []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every_s):
+            self.samples.append(round(os.getloadavg()[0], 2))
+
+    def __enter__(self) -> "LoadSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.samples.append(round(os.getloadavg()[0], 2))  # at the end, so a short run has one too
+
+    def summary(self) -> dict[str, Any]:
+        s = self.samples
+        return {"every_s": self.every_s, "n": len(s), "min": min(s, default=None),
+                "max": max(s, default=None), "mean": round(sum(s) / len(s), 2) if s else None}
+
+
+def collect(root: Path, device: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Provenance taken before a run starts (the device is added by the runner's output)."""
     return {
         "started_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "git": git_state(root),
@@ -79,5 +122,5 @@ def collect(root: Path, device: dict[str, Any]) -> dict[str, Any]:
         "platform": platform.platform(),
         "cpu": cpu_model(),
         "load_avg_at_start": [round(x, 2) for x in os.getloadavg()],
-        "device": device,
+        "device": device or {},
     }

@@ -15,9 +15,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from cliprepro.errors import InputError
-from cliprepro.spec import ExpectedEntry, Role, Scale, describe_validation_error
+from cliprepro.claims import ExpectedEntry, Measured, Over, Role, Scale, migrate_v1
+from cliprepro.spec import describe_validation_error
 
-SCHEMA_VERSION = 1
+# 2: expected entries are claim kinds with their own fields; metrics say what n counts (`over`)
+# and carry the evaluation s.e. of a mean over seeds. Schema 1 records are migrated on read.
+SCHEMA_VERSION = 2
 RecordType = Literal["run", "calibration", "negative_control"]
 Verdict = Literal["reproduced", "not_reproduced", "inconclusive", "skipped", "error"]
 
@@ -34,7 +37,12 @@ class Metric(_Strict):
     n: int = 1
     confidence: float | None = None
     unit: str = ""
-    samples: list[float] = []
+    samples: list[float] = []  # per round, or per seed (the seed's mean)
+    over: Over | None = None  # what n counts; over seeds, lo / hi cover evaluation sampling only
+    eval_se: float | None = None  # over seeds: evaluation-sampling s.e. of the mean
+
+    def measured(self) -> Measured:
+        return Measured(self.value, self.lo, self.hi, self.n, self.over, self.eval_se, tuple(self.samples))
 
 
 class ClaimResult(_Strict):
@@ -53,7 +61,7 @@ class ClaimResult(_Strict):
 
 
 class Record(_Strict):
-    schema_version: Literal[1]
+    schema_version: Literal[1, 2]
     record_type: RecordType
     suite: str
     suite_version: int
@@ -118,10 +126,10 @@ def read(path: Path) -> tuple[str, Record]:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:  # ValueError: bad JSON, or bytes that are not UTF-8
         raise InputError(path, "(file)", f"not a readable JSON record: {exc}") from None
-    if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION:
-        raise InputError(path, "schema_version", f"must be {SCHEMA_VERSION}")
+    if not isinstance(data, dict) or data.get("schema_version") not in (1, SCHEMA_VERSION):
+        raise InputError(path, "schema_version", f"must be 1 or {SCHEMA_VERSION}")
     try:
-        record = Record.model_validate(data)
+        record = Record.model_validate(migrate(data))
     except ValidationError as exc:
         raise describe_validation_error(path, exc, Record) from None
     rid = data_id(data)
@@ -129,6 +137,33 @@ def read(path: Path) -> tuple[str, Record]:
         raise InputError(path, "(content)", f"content hash {rid} does not match the file name: "
                          "the record was edited after it was written")
     return rid, record
+
+
+V1_SEED_METRICS = ("gain_", "contrast_", "best_of_", "in1k_gain_")  # the train runner's paired gains
+
+
+def migrate(data: dict) -> dict:
+    """A schema 1 record in today's fields (the stored file and its id are untouched)."""
+    if data.get("schema_version") != 1:
+        return data
+    out = dict(data)
+    out["expected"] = [migrate_v1(e) if isinstance(e, dict) else e for e in data.get("expected", [])]
+    metrics = {}
+    for name, m in (data.get("metrics") or {}).items():
+        m = dict(m)
+        if name.startswith(V1_SEED_METRICS) and m.get("unit") == "pp":
+            m["over"] = "seeds"
+        elif name.startswith("content_words_"):
+            m["over"] = "examples"
+        elif m.get("lo") == m.get("hi") == m.get("value"):
+            m["over"] = "exact"
+        elif m.get("samples") and name.startswith(("acc1_", "recall")):
+            m["over"] = "seeds"
+        elif m.get("samples"):
+            m["over"] = "rounds"
+        metrics[name] = m
+    out["metrics"] = metrics
+    return out
 
 
 def find(folder: Path) -> list[Path]:

@@ -30,16 +30,24 @@ def _measured(r: rec.ClaimResult) -> str:
 
 
 def _expected_cell(e: ExpectedEntry) -> str:
-    if e.value is None:
-        return "not calibrated yet"
+    spread = getattr(e, "seed_spread", None)
+    seeds = (f"; over seeds, widened by seed spread {spread.sd:g}"
+             f"{f' (df {spread.df})' if spread.df else ' (declared)'}") if spread else ""
     if e.kind == "calibrated_effect":
-        return f"calibrated {e.value:g} {e.unit}, keep ≥ {e.tolerance:g} of effect over {e.null_value:g}"
+        if e.value is None:
+            return "not calibrated yet"
+        return (f"calibrated {e.value:g} {e.unit}, keep ≥ {e.kept_fraction:g} of effect over "
+                f"{e.null_value:g}{seeds}")
     if e.kind in ("at_least", "at_most"):
-        return f"{e.kind.replace('_', ' ')} {e.value:g} {e.unit} (δ {e.tolerance:g})"
+        return f"{e.kind.replace('_', ' ')} {e.value:g} {e.unit} (δ {e.rel_delta:g})"
     if e.kind == "direction":
-        spread = f"; one-seed intervals widened by seed spread {e.seed_spread:g}" if e.seed_spread else ""
-        return f"the paper's direction: interval above {e.value:g} {e.unit}{spread}"
-    return f"{e.value:g} {e.unit} ± {e.tolerance:g}"
+        return f"the paper's direction: interval above {e.margin:g} {e.unit}{seeds}"
+    if e.kind == "released_weights":
+        return (f"{e.value:g} {e.unit} ± {e.published_rounding:g} rounding + {e.pipeline_allowance:g} "
+                "pipeline allowance")
+    if e.kind == "two_sided":
+        return f"{e.value:g} {e.unit} ± {e.band_halfwidth:g}{seeds}"
+    return f"{e.value:g} {e.unit} ± {e.abs_tolerance:g}"
 
 
 def _claims_table(expected: ExpectedFile) -> str:
@@ -130,18 +138,19 @@ def _points(rows: list[Row]) -> str:
                                ["metric", "value [interval] (n seeds)"], tablefmt="github"), ""]
         estimates = [p for p in record.points if "a100_days_estimate" in p]
         if estimates:
-            parts += ["Estimates (labelled as such; not measurements of the claim):", "",
-                      tabulate([[p["schedule"], _num(p["a100_days_estimate"]), p["measured_on"], p["note"]]
+            parts += ["Modelled estimates (labelled as such; not measurements of the claim):", "",
+                      tabulate([[p["schedule"], f"{_num(p['a100_days_estimate'])} [{_num(p.get('a100_days_lo'))}, "
+                                 f"{_num(p.get('a100_days_hi'))}]", p["measured_on"], p.get("model", "—"), p["note"]]
                                 for p in estimates],
-                               ["schedule", "8x A100 days (estimate)", "MFU measured on", "schedule"],
-                               tablefmt="github"), ""]
+                               ["schedule", "8x A100 days, modelled [interval]", "throughput measured on",
+                                "model", "schedule"], tablefmt="github"), ""]
     return "\n".join(parts)
 
 
 def _calibration(expected: ExpectedFile, records: dict[str, rec.Record]) -> str:
     rows = []
     for e in expected.entries:
-        for rid in e.calibration:
+        for rid in getattr(e, "calibration", []):
             m = records[rid].metrics.get(e.metric) if rid in records else None
             measured = "missing" if m is None else f"{_num(m.value)} [{_num(m.lo)}, {_num(m.hi)}] (n={m.n})"
             started = records[rid].provenance.get("started_utc", "—") if rid in records else "—"
@@ -167,8 +176,11 @@ def suite_page(suite: Suite, expected: ExpectedFile, ledger: Ledger, plots: list
     if points:
         parts += [points]
     if controls:
+        kinds = ", ".join(f"`{name}`: {'mechanism off' if c.kind == 'mechanism_off' else 'sensitivity check'}"
+                          for name, c in sorted(suite.negative_controls.items()))
         parts += ["## Negative controls", "",
-                  "Each gate's mechanism switched off; a control must give `not_reproduced`.", "",
+                  "Each gate's mechanism switched off (or, where a gate has no mechanism, a named "
+                  f"sensitivity check); a control must give `not_reproduced`. Here: {kinds}.", "",
                   _results_table(controls), ""]
     calibration = _calibration(expected, records)
     if calibration:
@@ -178,7 +190,11 @@ def suite_page(suite: Suite, expected: ExpectedFile, ledger: Ledger, plots: list
     envs = runs + controls
     if envs:
         parts += ["## Environment", "", _environment(envs), ""]
-    rejected = [(rid, why) for rid, why in ledger.rejected if suite.suite in rid]
+    incomplete = [(x.record, x.reason) for x in ledger.incomplete if x.suite == suite.suite]
+    if incomplete:
+        parts += ["## Runs that did not complete", "", "Never pooled into the leaderboard.", "",
+                  tabulate(incomplete, ["record", "reason"], tablefmt="github"), ""]
+    rejected = [(x.record, x.reason) for x in ledger.rejected if x.suite == suite.suite]
     if rejected:
         parts += ["## Rejected records", "", tabulate(rejected, ["record", "reason"], tablefmt="github"), ""]
     return "\n".join(parts)
@@ -200,9 +216,14 @@ def leaderboard(suites: dict[str, Suite], ledger: Ledger) -> str:
     if stale:
         parts += [f"{stale} result(s) were judged against an older expected entry (stale) and are "
                   "shown on their suite pages only.", ""]
+    if ledger.incomplete:
+        parts += ["## Runs that did not complete", "", "Never pooled: a crash or a runtime overrun.", "",
+                  tabulate([(x.suite, x.record, x.reason) for x in ledger.incomplete],
+                           ["suite", "record", "reason"], tablefmt="github"), ""]
     if ledger.rejected:
         parts += ["## Rejected records", "",
-                  tabulate(ledger.rejected, ["record", "reason"], tablefmt="github"), ""]
+                  tabulate([(x.suite, x.record, x.reason) for x in ledger.rejected],
+                           ["suite", "record", "reason"], tablefmt="github"), ""]
     parts += ["## Suites", ""] + [f"- [{name}]({name}.md): {s.title}" for name, s in sorted(suites.items())]
     return "\n".join(parts) + "\n"
 

@@ -11,14 +11,14 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from cliprepro import record as rec
 from cliprepro.errors import InputError
 from cliprepro.layout import Layout
-from cliprepro.provenance import collect
+from cliprepro.provenance import LoadSampler, collect
 from cliprepro.spec import ExpectedEntry, Suite, describe_validation_error
-from cliprepro.verdict import Measured, judge, threshold
+from cliprepro.verdict import judge, judged_interval, threshold
 
 # torch's profiler (Kineto) logs USDT lines to stderr unless told before torch is first imported,
 # which cuda_available() below may be
@@ -115,11 +115,11 @@ def select_entries(suite: Suite, entries: list[ExpectedEntry], scale: str, claim
 
 def _result(entry: ExpectedEntry, verdict: str, reason: str, metric: rec.Metric | None = None,
             beside: dict[str, float] | None = None) -> rec.ClaimResult:
+    lo, hi = judged_interval(entry, metric.measured()) if metric else (None, None)
     return rec.ClaimResult(
         claim=entry.claim, scale=entry.scale, role=entry.role, metric=entry.metric, verdict=verdict,
-        reason=reason, value=metric.value if metric else None, lo=metric.lo if metric else None,
-        hi=metric.hi if metric else None, n=metric.n if metric else 0, threshold=threshold(entry),
-        beside=beside or {})
+        reason=reason, value=metric.value if metric else None, lo=lo, hi=hi,
+        n=metric.n if metric else 0, threshold=threshold(entry), beside=beside or {})
 
 
 def judge_all(entries: list[ExpectedEntry], metrics: dict[str, rec.Metric],
@@ -134,8 +134,7 @@ def judge_all(entries: list[ExpectedEntry], metrics: dict[str, rec.Metric],
         if errors:
             results.append(_result(entry, "error", "; ".join(errors), metric, beside.get(entry.metric)))
             continue
-        m = Measured(metric.value, metric.lo, metric.hi, metric.n) if metric else None
-        verdict, reason = judge(entry, m)
+        verdict, reason = judge(entry, metric.measured() if metric else None)
         results.append(_result(entry, verdict, reason, metric, beside.get(entry.metric)))
     return results
 
@@ -154,7 +153,7 @@ def execute(layout: Layout, name: str, *, scale: str = "auto", dry_run: bool = F
     runner, params = runner_params(layout, suite, scale, control, calibration_index)
     config = {"params": params.model_dump(mode="json"), "runtime_s": plan.runtime_s,
               "hardware": plan.hardware, "requires": list(plan.requires)}
-    base = dict(schema_version=1, record_type="negative_control" if control else record_type,
+    base = dict(schema_version=rec.SCHEMA_VERSION, record_type="negative_control" if control else record_type,
                 suite=suite.suite, suite_version=suite.version, scale=scale, negative_control=control,
                 expected=entries, config=config)
     if dry_run:
@@ -163,22 +162,25 @@ def execute(layout: Layout, name: str, *, scale: str = "auto", dry_run: bool = F
         return Outcome(None, None, rec.Record(**base, status="skipped", message="dry run", results=[],
                                               provenance={}), plan_text=text)
     missing = [r for r in plan.requires if r == "cuda" and not cuda_available()]
+    before = collect(layout.root)  # start time and load before the run, not after it
     started = time.time()
     if missing:
         message = (f"the {scale} scale needs CUDA ({plan.hardware}); none is visible here. "
                    f"Run it on a GPU machine, or use --scale proxy on a CPU.")
         results = [_result(e, "skipped", message) for e in entries]
         record = rec.Record(**base, status="skipped", message=message, results=results,
-                            provenance=collect(layout.root, {"device_class": "none (requirement missing)"}))
+                            provenance={**before, "device": {"device_class": "none (requirement missing)"}})
     else:
+        sampler = LoadSampler()
         try:
-            output = runner.run(params, scale, build_dir=layout.build)
+            with sampler:
+                output = runner.run(params, scale, build_dir=layout.build)
         except Exception as exc:  # a crash is an `error` verdict with its cause, never not_reproduced
             message = f"runner crashed: {type(exc).__name__}: {exc}"
             tail = traceback.format_exc(limit=-3)
             results = [_result(e, "error", message) for e in entries]
             record = rec.Record(**base, status="error", message=message + "\n" + tail, results=results,
-                                provenance=collect(layout.root, {}),
+                                provenance={**before, "device": {}, "load_avg_during": sampler.summary()},
                                 timings={"wall_s": round(time.time() - started, 3)})
         else:
             wall_s = time.time() - started
@@ -190,20 +192,24 @@ def execute(layout: Layout, name: str, *, scale: str = "auto", dry_run: bool = F
             results = judge_all(entries, output.metrics, output.beside, output.errors, output.skip)
             record = rec.Record(**base, status=status, message=message, results=results,
                                 metrics=output.metrics, points=output.points, inputs=output.inputs,
-                                provenance=collect(layout.root, output.device),
+                                provenance={**before, "device": output.device,
+                                            "load_avg_during": sampler.summary()},
                                 timings={"wall_s": round(wall_s, 3)})
-    folder = out_folder(layout, scale, record.record_type, out, record.status)
+    nothing = bool(record.results) and all(x.verdict == "skipped" for x in record.results)
+    folder = out_folder(layout, scale, record.record_type, out, record.status, nothing)
     rid, path = rec.write(record, folder)
     return Outcome(rid, path, record)
 
 
-def out_folder(layout: Layout, scale: str, record_type: str, out: Path | None, status: str) -> Path:
+def out_folder(layout: Layout, scale: str, record_type: str, out: Path | None, status: str,
+               measured_nothing: bool = False) -> Path:
     """Proxy, control and skipped runs go to build/ (CI regressions); gpu / paper runs to results/
-    (committed); calibration records to results/calibration/ (cited by expected/)."""
+    (committed) when they measured something; calibration records to results/calibration/ (cited
+    by expected/)."""
     if record_type == "calibration" and status == "completed":
         return layout.calibration  # a failed calibration run is kept under build/, never cited
     if out is not None:
         return out / "results"
-    if scale == "proxy" or record_type == "negative_control" or status == "skipped":
+    if scale == "proxy" or record_type == "negative_control" or status == "skipped" or measured_nothing:
         return layout.build / "results"
     return layout.results

@@ -5,21 +5,16 @@ file, the field and what is allowed, which the CLI turns into exit status 2.
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from cliprepro.claims import KINDS, ExpectedEntry, Scale
 from cliprepro.errors import InputError
 
-Scale = Literal["proxy", "gpu", "paper"]
 SCALES: tuple[str, ...] = ("proxy", "gpu", "paper")
-Kind = Literal["exact", "at_least", "at_most", "two_sided", "released_weights", "calibrated_effect",
-               "direction"]
-Role = Literal["gate", "finding"]
-SourceKind = Literal["primary", "secondary", "derived", "calibration"]
 RunnerName = Literal["throughput", "architecture", "train"]
 
 
@@ -37,6 +32,9 @@ class ScalePlan(Strict):
 class NegativeControl(Strict):
     gates: list[str] = Field(min_length=1, description="claim ids of the gates this control must fail")
     description: str
+    kind: Literal["mechanism_off", "sensitivity"] = Field("mechanism_off", description=(
+        "mechanism_off: the mechanism the gates check is switched off; sensitivity: a perturbation "
+        "(where a gate has no mechanism to switch off, e.g. a parameter count), named as such"))
     overrides: dict[str, Any] = Field(description="runner parameters replaced for the control run")
 
 
@@ -64,92 +62,55 @@ class Suite(Strict):
         return self.negative_controls[control].gates
 
 
-class ExpectedEntry(Strict):
-    claim: str
-    scale: Scale
-    metric: str = Field(description="name of the runner measurement judged")
-    value: float | None = Field(description="null only for a gate not yet calibrated")
-    unit: str
-    kind: Kind
-    tolerance: float = Field(ge=0, description=(
-        "exact / two_sided / released_weights: absolute; at_least / at_most: relative delta; "
-        "calibrated_effect: fraction of the calibrated effect the lower bound must keep; "
-        "direction: unused (0)"))
-    role: Role
-    source: str
-    source_kind: SourceKind
-    null_value: float | None = Field(None, description="calibrated_effect: the no-effect value")
-    negative_control: str | None = None
-    calibration: list[str] = []
-    calibration_spread: float | None = None
-    planned_halfwidth: float | None = Field(None, description=(
-        "half-width of the interval the planned run reaches; from calibration, or declared"))
-    seed_spread: float | None = Field(None, gt=0, description=(
-        "direction: standard deviation of the metric between trainings that differ only in seed, "
-        "declared (say where from in `note`); widens the interval of a one-seed measurement"))
-    note: str = ""
-
-    @model_validator(mode="after")
-    def _rules(self) -> "ExpectedEntry":
-        if self.value is None and not (self.kind == "calibrated_effect" and not self.calibration):
-            raise ValueError("value may be null only for a calibrated_effect not yet calibrated")
-        if self.value is not None and not math.isfinite(self.value):
-            raise ValueError("value must be finite")
-        if self.role == "gate" and not self.negative_control:
-            raise ValueError("a gate needs a negative_control (the mechanism switched off)")
-        if self.kind == "calibrated_effect":
-            if self.null_value is None:
-                raise ValueError("calibrated_effect needs null_value (1 for ratios, 0 for differences)")
-            if self.calibration and len(self.calibration) < 3:
-                raise ValueError("calibrated_effect needs >= 3 calibration record ids (or none yet)")
-            if bool(self.calibration) != (self.value is not None):
-                raise ValueError("a calibrated_effect has both value and calibration ids, or neither")
-            if not 0 < self.tolerance <= 1:
-                raise ValueError("calibrated_effect tolerance is the kept fraction, in (0, 1]")
-        if self.scale == "proxy" and self.kind not in ("calibrated_effect", "exact", "direction"):
-            raise ValueError("proxy entries are judged against calibration (calibrated_effect), exact "
-                             "counts or a paper's direction (direction), never against a paper's number")
-        if self.seed_spread is not None and self.kind != "direction":
-            raise ValueError("seed_spread widens one-seed intervals of kind direction only")
-        if self.kind == "direction" and (self.role != "finding" or self.tolerance != 0):
-            raise ValueError("kind direction (the sign of a paper's effect, beyond a margin `value`) is "
-                             "for findings only, with tolerance 0")
-        if self.source_kind == "calibration" and self.kind != "calibrated_effect":
-            raise ValueError("source_kind calibration goes with kind calibrated_effect")
-        return self
-
-    def key(self) -> tuple[str, str]:
-        return (self.claim, self.scale)
-
-
 class ExpectedFile(Strict):
     suite: str
     entries: list[ExpectedEntry]
 
 
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """BaseModel classes inside an annotation (list[...], Annotated[Union[...], ...], X | None)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    inner = list(getattr(annotation, "__args__", ()))
+    if hasattr(annotation, "__metadata__"):  # Annotated[X, ...]: X is __origin__
+        inner = [annotation.__origin__]
+    return [m for arg in inner for m in _models_in(arg)]
+
+
+def _kind_of(model: type[BaseModel]) -> str | None:
+    field = model.model_fields.get("kind")
+    args = getattr(field.annotation, "__args__", ()) if field else ()
+    return args[0] if len(args) == 1 else None
+
+
 def _allowed_fields(model: type[BaseModel], loc: tuple) -> list[str] | None:
-    """Walk the model along an error location to list the keys allowed where an extra key was."""
-    current: Any = model
+    """Walk the model along an error location to list the keys allowed where an extra key was
+    (in a discriminated union the location names the kind, which picks the class)."""
+    current: list[type[BaseModel]] = [model]
     for part in loc[:-1]:
-        if isinstance(part, int) or current is None:
+        if isinstance(part, int) or not current:
             continue
-        field = getattr(current, "model_fields", {}).get(part)
-        if field is None:
+        by_kind = {_kind_of(m): m for m in current}
+        if len(current) > 1 and part in by_kind:
+            current = [by_kind[part]]
             continue
-        ann = field.annotation
-        args = getattr(ann, "__args__", ())
-        nested = [a for a in (ann, *args) if isinstance(a, type) and issubclass(a, BaseModel)]
-        current = nested[0] if nested else None
-    if isinstance(current, type) and issubclass(current, BaseModel):
-        return sorted(current.model_fields)
-    return None
+        field = current[0].model_fields.get(part) if len(current) == 1 else None
+        if field is not None:  # else a dict key (a scale, a control's name): same model below
+            current = _models_in(field.annotation)
+    return sorted(current[0].model_fields) if len(current) == 1 else None
 
 
 def describe_validation_error(path: Path, exc: ValidationError, model: type[BaseModel]) -> InputError:
     err = exc.errors()[0]
     loc = tuple(err["loc"])
-    field = ".".join(str(p) for p in loc) or "(top level)"
+    # a discriminated union puts the kind in the location (entries.0.at_least.role): not a field
+    field = ".".join(str(p) for p in loc if p not in KINDS) or "(top level)"
     msg = err["msg"]
+    if err["type"] in ("union_tag_invalid", "union_tag_not_found"):  # the kind picks the class
+        field += ".kind"
+        allowed = ", ".join(KINDS)
+        msg = (f"unknown kind {err.get('ctx', {}).get('tag')!r}; allowed: {allowed}"
+               if err["type"] == "union_tag_invalid" else f"missing; allowed: {allowed}")
     if err["type"] == "extra_forbidden":
         allowed = _allowed_fields(model, loc)
         msg = f"unknown key; allowed: {', '.join(allowed)}" if allowed else "unknown key"

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
-from cliprepro.calibration import expected_from_records, load_calibration
+from cliprepro.calibration import calibrated_fields, expected_from_records, load_calibration
+from cliprepro.claims import CalibratedEffect, pass_probability
+from cliprepro.intervals import run_pass_probability
 from cliprepro.errors import InputError
 from cliprepro.layout import Layout
 from cliprepro.spec import describe_validation_error
@@ -55,17 +57,42 @@ def validate_all(layout: Layout) -> list[str]:
                 problems.append(f"{where}: negative_control: {e.negative_control!r} must be defined in "
                                 f"{spath} negative_controls and list this gate")
             problems += [f"{where}: {p}" for p in attainability_problems(e)]
-            missing = [rid for rid in e.calibration if rid not in calibration]
+            cited = getattr(e, "calibration", [])
+            missing = [rid for rid in cited if rid not in calibration]
             if missing:
                 problems.append(f"{where}: calibration: no calibration record {missing} in {layout.calibration}")
-            elif e.calibration:
-                bad = [rid for rid in e.calibration if calibration[rid].suite != name
+            elif cited:
+                bad = [rid for rid in cited if calibration[rid].suite != name
                        or e.metric not in calibration[rid].metrics]
                 if bad:
                     problems.append(f"{where}: calibration: records {bad} are not {name} runs measuring {e.metric}")
                     continue
-                cal = expected_from_records(e, calibration)
-                if (cal.value, cal.spread, cal.halfwidth) != (e.value, e.calibration_spread, e.planned_halfwidth):
-                    problems.append(f"{where}: value/calibration_spread/planned_halfwidth differ from what "
-                                    f"its calibration records give ({cal}); rerun cliprepro calibrate")
+                assert isinstance(e, CalibratedEffect)
+                want = calibrated_fields(expected_from_records(e, calibration), e.calibration)
+                differ = sorted(k for k, v in want.items() if getattr(e, k) != v)
+                if differ:
+                    problems.append(f"{where}: {', '.join(differ)} differ from what its calibration records "
+                                    f"give ({', '.join(f'{k}={want[k]}' for k in differ)}); rerun cliprepro calibrate")
     return problems
+
+
+def gate_probabilities(layout: Layout) -> tuple[list[list], float]:
+    """Per gate: P(an honest rerun passes), P(its negative control fails), how; and P(a CI run
+    passes every gate), the product over gates (a lower bound: gates of one run are correlated)."""
+    rows, passes = [], []
+    for name in layout.suite_names():
+        suite, exp = layout.load(name)
+        for e in exp.entries:
+            if e.role != "gate":
+                continue
+            seeds = suite.scales[e.scale].params.get("seeds") if e.scale in suite.scales else None
+            if isinstance(e, CalibratedEffect) and e.seed_spread is not None and seeds:
+                e = e.model_copy(update={"planned_n": len(seeds)})  # as many seeds as a run trains now
+            p = pass_probability(e)
+            if p is None:
+                rows.append([name, e.claim, "—", "—", "no calibration to compute it from"])
+                passes.append(0.0)
+                continue
+            rows.append([name, e.claim, f"{p.honest_pass:.3f}", f"{p.control_fails:.3f}", p.how])
+            passes.append(p.honest_pass)
+    return rows, run_pass_probability(passes)

@@ -53,8 +53,8 @@ def run(params: Params, scale: str, build_dir: Path | None = None) -> Output:
         out.metrics[f"text_pct_of_image_{spec.name}"] = exact(100 * base_txt / base_img, "%")
         out.points.append({"flops": spec.name, "patch_dropout": 0.0, "image_fwd_flops": base_img,
                            "text_fwd_flops": base_txt})
-        for ratio in spec.patch_dropouts:
-            img, txt = tower_flops(_cfg(params, spec.model, ratio))
+        for ratio in spec.patch_dropouts:  # the label is the planned ratio, whether applied or not
+            img, txt = tower_flops(_cfg(params, spec.model, ratio if params.apply_patch_dropout else 0.0))
             out.metrics[f"flops_ratio_{spec.name}_{_mask_label(ratio)}"] = exact(
                 (img + txt) / (base_img + base_txt), "x")
             out.points.append({"flops": spec.name, "patch_dropout": ratio, "image_fwd_flops": img,

@@ -55,7 +55,16 @@ class Schedule(Strict):
     finetune_arm: str
     finetune_samples: float = Field(gt=0)
     gpus: int = Field(8, ge=1)
+    scaling_efficiency: tuple[float, float] = Field((0.8, 1.0), description=(
+        "declared range of the N-GPU data-parallel efficiency (1: perfect scaling)"))
     note: str = ""
+
+    @model_validator(mode="after")
+    def _efficiency(self) -> "Schedule":
+        lo, hi = self.scaling_efficiency
+        if not 0 < lo <= hi <= 1:
+            raise ValueError("scaling_efficiency is a range (lo, hi) with 0 < lo <= hi <= 1")
+        return self
 
 
 class ThroughputParams(Strict):
@@ -118,6 +127,8 @@ class ArchitectureParams(Strict):
     text_context_length: int | None = Field(None, ge=2, description="override every model's")
     text_vocab_size: int | None = Field(None, ge=2, description="override every model's")
     vision_overrides: dict[str, int | float] = Field({}, description="set in every model's vision_cfg")
+    apply_patch_dropout: bool = Field(True, description=(
+        "false: the masked arms are counted with patch dropout 0 (the FLOPs gates' negative control)"))
 
 
 class DataParams(Strict):
@@ -209,7 +220,6 @@ class TrainParams(Strict):
     beta2: float = 0.98
     eps: float = 1e-6
     wd: float = 0.1
-    bootstrap: int = Field(1000, ge=100)
 
     @model_validator(mode="after")
     def _refs(self) -> "TrainParams":

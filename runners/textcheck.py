@@ -3,7 +3,8 @@
 A caption's content words are its attribute values (size, colour, shape, position words). Each
 caption is tokenized at `context_length` with the mask (open_clip's `reduction_mask`), the kept
 tokens decoded, and the content words among them counted; the same for the reference mask. The
-metric is the paired mean difference (words per caption) with a bootstrap interval over captions.
+metric is the paired mean difference (words per caption) with its interval over captions (deterministic:
+judged as an exact value).
 Random masks draw from torch's and Python's generators, seeded here, so a run is repeatable.
 """
 from __future__ import annotations
@@ -47,7 +48,7 @@ def count_kept(captions: list[str], labels: list[dict[str, int]], mask: str, con
     return np.array([sum(w in k for w in content_words(lab)) for k, lab in zip(kept, labels)], dtype=np.float64)
 
 
-def measure(checks: list[TextCheck], data: Path, reps: int) -> dict[str, Metric]:
+def measure(checks: list[TextCheck], data: Path) -> dict[str, Metric]:
     meta = json.loads((data / "eval" / "labels.json").read_text())
     metrics = {}
     for check in checks:
@@ -57,9 +58,10 @@ def measure(checks: list[TextCheck], data: Path, reps: int) -> dict[str, Metric]
         labels = [meta["labels"][i] for i in rows]
         kept = count_kept(captions, labels, check.mask, check.context_length)
         ref = count_kept(captions, labels, check.reference, check.context_length)
-        metrics[f"content_words_{check.name}"] = paired_gain([kept - ref], reps, unit="words")
+        metrics[f"content_words_{check.name}"] = paired_gain([kept - ref], unit="words").model_copy(
+            update={"over": "examples", "samples": []})
         for mask, values in ((check.mask, kept), (check.reference, ref)):
             metrics[f"content_words_kept_{check.name}_{mask}"] = Metric(
                 value=float(values.mean()), lo=float(values.mean()), hi=float(values.mean()), n=len(values),
-                unit="words")
+                unit="words", over="exact")
     return metrics

@@ -18,6 +18,8 @@ from runners.flops import tower_flops
 from runners.models import build, first_block_tokens, model_config, with_overrides
 from runners.output import Output, exact, from_samples
 from runners.params import Arm, ThroughputParams as Params
+from cliprepro.record import Metric
+from runners.estimate import ArmRate, schedule_days
 from runners.peaks import A100_BF16, datasheet_peak, measured_matmul_peak
 from runners.timing import Step, interleaved_rounds
 from runners.trainstep import (arm_config, build_arm, make_step, peak_memory_mb, planned_tokens,
@@ -95,7 +97,6 @@ def run(params: Params, scale: str, build_dir: Path | None = None) -> Output:
                   "datasheet_peak_flops": sheet, "datasheet_source": sheet_src}
     for check in params.token_checks:
         out.metrics[f"tokens_{check.name}"] = exact(token_check(check.model, check.image_size), "tokens")
-    mfu_by_arm: dict[str, float] = {}
     for mode in params.modes:
         steps: dict[str, Step] = {}
         cfgs, probes, kernels, flops, memory = {}, {}, {}, {}, {}
@@ -121,7 +122,6 @@ def run(params: Params, scale: str, build_dir: Path | None = None) -> Output:
             ms = from_samples([s * 1e3 for s in secs[arm.name]], "ms")
             ips = from_samples([batch / s for s in secs[arm.name]], "img/s")
             achieved = 3 * flops[arm.name] * ips.value  # forward + backward ~ 3x forward
-            mfu_by_arm[arm.name] = achieved / matmul
             out.metrics[f"ms_per_step_{mode}_{arm.name}"] = ms
             out.metrics[f"img_per_s_{mode}_{arm.name}"] = ips
             out.points.append({
@@ -140,24 +140,29 @@ def run(params: Params, scale: str, build_dir: Path | None = None) -> Output:
             })
         _compare(out, params, mode, secs, flops, kernels)
         if mode == "step":
-            _schedules(out, params, flops, mfu_by_arm, matmul, sheet, name)
+            _schedules(out, params, flops, {a.name: out.metrics[f"img_per_s_step_{a.name}"] for a in params.arms},
+                       matmul, sheet, name)
     return out
 
 
-def _schedules(out: Output, params: Params, flops: dict[str, int], mfu: dict[str, float],
+def _schedules(out: Output, params: Params, flops: dict[str, int], ips: dict[str, Metric],
                matmul: float, sheet: float | None, device_name: str) -> None:
-    """A100-days implied by a schedule: FLOPs from the model, MFU measured here at the same shapes
-    (against the measured matmul peak), applied to an A100's bf16 peak. Labelled an estimate."""
+    """A100-days of a schedule, modelled (runners.estimate): the throughput interval, the scaling
+    efficiency range and, off an A100, the transfer of a fraction of peak; judged (as a finding)
+    only from an A100 record."""
+    on_a100 = "A100" in device_name
     for s in params.schedules:
-        total = sum(3 * flops[arm] * samples / (mfu[arm] * A100_BF16 * s.gpus)
-                    for arm, samples in ((s.pretrain_arm, s.pretrain_samples),
-                                         (s.finetune_arm, s.finetune_samples)))
-        days = total / 86400
+        stages = [(ArmRate(ips[arm].value, ips[arm].lo, ips[arm].hi, 3 * flops[arm]), samples)
+                  for arm, samples in ((s.pretrain_arm, s.pretrain_samples), (s.finetune_arm, s.finetune_samples))]
+        days = schedule_days(stages, s.gpus, s.scaling_efficiency, on_a100, matmul, sheet, A100_BF16)
         metric = f"a100_days_{s.name}"
-        if "A100" in device_name:
-            out.metrics[metric] = exact(days, "days")
+        if on_a100:
+            out.metrics[metric] = Metric(value=days.value, lo=days.lo, hi=days.hi, n=1, unit="days",
+                                         over="modelled")
         else:
-            out.skip[metric] = (f"estimate only: {days:.3g} days on {s.gpus}x A100 from MFU measured on "
-                                f"{device_name}; a verdict needs a record from an A100")
-        out.points.append({"schedule": s.name, "a100_days_estimate": round(days, 4),
-                           "measured_on": device_name, "note": s.note})
+            out.skip[metric] = (f"modelled only: {days.value:.3g} [{days.lo:.3g}, {days.hi:.3g}] days on "
+                                f"{s.gpus}x A100 from throughput measured on {device_name}; a verdict needs "
+                                "a record from an A100")
+        out.points.append({"schedule": s.name, "a100_days_estimate": round(days.value, 4),
+                           "a100_days_lo": round(days.lo, 4), "a100_days_hi": round(days.hi, 4),
+                           "measured_on": device_name, "model": days.how, "note": s.note})

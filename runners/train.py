@@ -177,20 +177,23 @@ def run_released(recipe: PaperRecipe, build_dir: Path) -> Output:
         metric = f"in1k_acc1_{stage.name}"
         ckpt = config.weights.get(stage.weights_key)
         if imagenet is None or ckpt is None or not Path(ckpt).exists():
-            out.skip[metric] = (
+            out.skip[metric] = (  # the config file by name: a record holds no path of the user's
                 f"needs the released {stage.name} checkpoint (user config weights.{stage.weights_key}) and "
-                f"the ImageNet-1k val folder (imagenet_val) in {path or 'cliprepro.yaml or $CLIPREPRO_CONFIG'}; "
+                f"the ImageNet-1k val folder (imagenet_val) in {path.name if path else 'cliprepro.yaml or $CLIPREPRO_CONFIG'}; "
                 "nothing is downloaded")
             continue
         model, transform, tokenizer = zeroshot.load_model(stage.model, Path(ckpt), None, device)
         scores = zeroshot.classify_imagenet(model, tokenizer, transform, imagenet, device)
         out.metrics[metric] = exact(100 * scores.metrics["acc1"], "%")
         correct[stage.name] = scores.correct
-        out.inputs[f"{stage.name}_checkpoint_sha256"] = hashlib.sha256(Path(ckpt).read_bytes()).hexdigest()
+        out.inputs[f"{stage.name}_checkpoint"] = {  # the config key and a fingerprint, never the path
+            "config_key": f"weights.{stage.weights_key}", "sha256": hashlib.sha256(Path(ckpt).read_bytes()).hexdigest()}
+        out.inputs.setdefault("imagenet_val", {"config_key": "imagenet_val",
+                                               "fingerprint": zeroshot.folder_fingerprint(imagenet)})
     for c in recipe.compare:
         if c.a in correct and c.b in correct:
             diff = 100 * (correct[c.b].astype(np.float64) - correct[c.a])
-            out.metrics[f"in1k_gain_{c.name}"] = paired_gain([diff], 1000)
+            out.metrics[f"in1k_gain_{c.name}"] = paired_gain([diff])
         else:
             missing = [x for x in (c.a, c.b) if x not in correct]
             out.skip[f"in1k_gain_{c.name}"] = (
@@ -250,11 +253,15 @@ def run(params: Params | PaperRecipe, scale: str, build_dir: Path = CACHE) -> Ou
                                **(json.loads(probe.read_text()) if probe.exists() and stage.epochs else {}),
                                "predictions": zeroshot.pack(correct[(stage.name, seed)]),
                                **{k: round(v, 4) for k, v in scores_here.items()}})
-    for name, values in accs.items():
+    for name, values in accs.items():  # per attribute: shown, not judged (claims judge paired metrics)
         out.metrics[name] = from_samples(values, "%") if len(values) > 1 else exact(values[0], "%")
+        out.metrics[name] = out.metrics[name].model_copy(update={"over": None})
+    for stage in params.stages:  # a stage's mean accuracy over seeds, with its evaluation s.e.
+        seeds = [s for s in params.seeds_of(stage) if (stage.name, s) in correct]
+        out.metrics[f"acc1_{stage.name}_mean"] = paired_gain([100 * correct[(stage.name, s)] for s in seeds], "%")
     out.metrics.update(contrasts.all_metrics(params, correct))
     if params.text_checks:
-        out.metrics.update(textcheck.measure(params.text_checks, data, params.bootstrap))
+        out.metrics.update(textcheck.measure(params.text_checks, data))
     return out
 
 

@@ -129,6 +129,15 @@ def classify_imagenet(model, tokenizer, transform, root: Path, device: torch.dev
     return Scores({"acc1": acc1, "acc5": acc5}, correct, {"n": int(len(target))})
 
 
+def folder_fingerprint(root: Path) -> str:
+    """sha256 (16 hex) over the relative names and sizes of every file under root: identifies an
+    eval folder in a record without its path (contents are not read: ImageNet val is 6.4 GB)."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(f"{path.relative_to(root).as_posix()}\0{path.stat().st_size}\n".encode())
+    return digest.hexdigest()[:16]
+
+
 def imagenet_root(path: str | None) -> Path | None:
     """A configured ImageNet val folder, or None: clip_benchmark's builder downloads when the root
     is missing, so it is never called without an existing one."""

@@ -33,7 +33,7 @@ class TestBadInput:
          "scales.proxy.params.rounds", "greater than or equal to 9"),
         ("suites/flip_speedup.yaml", "      batch_size: 8\n", "      batch_size: 8\n      batchsize: 8\n",
          "scales.proxy.params.batchsize", "allowed: arms"),
-        ("expected/flip_speedup.yaml", "kind: at_least", "kind: at-least", "entries.0.kind", "'at_least'"),
+        ("expected/flip_speedup.yaml", "kind: at_least", "kind: at-least", "entries.0.kind", "unknown kind 'at-least'; allowed: exact"),
         ("expected/flip_speedup.yaml", "  negative_control: patch_drop_0\n", "", "entries.4", "negative_control"),
         ("expected/flip_flops.yaml", "suite: flip_flops", "suite: [unclosed", "line", "not valid YAML"),
     ])
@@ -104,6 +104,16 @@ class TestPaperScaleTraining:
         out = capsys.readouterr().out
         assert out.count("skipped") >= 2 and "weights.clipa_l16_i17_t16_pretrain" in out and "imagenet_val" in out
 
+    def test_a_paper_run_that_measured_nothing_stays_in_build_with_no_user_paths(self, root_copy, monkeypatch):
+        """Every claim skipped: the record is not for results/; it names config keys, not paths."""
+        monkeypatch.delenv("CLIPREPRO_CONFIG", raising=False)
+        (root_copy / "cliprepro.yaml").write_text(f"weights:\n  clipa_l16_i17_t16_pretrain: {root_copy}/secret/x.pt\n")
+        assert main(["--root", str(root_copy), "run", "clipa_l16", "--scale", "paper"]) == 0
+        assert not list((root_copy / "results").glob("clipa_l16__*"))
+        [path] = (root_copy / "build" / "results").glob("clipa_l16__paper__run__*.json")
+        text = path.read_text()
+        assert str(root_copy) not in text and "weights.clipa_l16_i17_t16_pretrain" in text
+
     def test_auto_picks_paper_only_when_weights_and_imagenet_are_configured(self, root_copy, monkeypatch):
         from cliprepro.layout import Layout
         from cliprepro.runflow import pick_scale, released_weights_configured
@@ -120,6 +130,28 @@ class TestPaperScaleTraining:
             f"imagenet_val: {root_copy / 'in1k'}\nweights:\n"
             + "".join(f"  {k}: {root_copy / k}.pt\n" for k in ("clipa_l16_i17_t16_pretrain", "clipa_l16_i17_t16_finetune")))
         assert released_weights_configured(layout, suite)
+        assert pick_scale(suite, "auto", cuda=False, weights=True) == "paper"
+        assert pick_scale(suite, "auto", cuda=True, weights=True) == "paper"  # weights before a GPU
+        assert pick_scale(suite, "auto", cuda=True, weights=False) == "proxy"  # clipa_l16 has no gpu scale
+        (root_copy / "in1k").rmdir()  # a configured folder that is gone: not configured
+        assert not released_weights_configured(layout, suite)
+
+    @pytest.mark.parametrize("where", ["before", "after"])
+    def test_root_before_or_after_the_command(self, root_copy, tmp_path, monkeypatch, capsys, where):
+        """`cliprepro validate --root X` works as users type it, from any directory."""
+        monkeypatch.chdir(tmp_path)
+        argv = ["--root", str(root_copy), "validate"] if where == "before" else ["validate", "--root", str(root_copy)]
+        assert main(argv) == 0
+        assert "suites and their expected files are valid" in capsys.readouterr().out
+
+    def test_validate_prints_pass_probabilities(self, root_copy, capsys):
+        assert main(["validate", "--root", str(root_copy)]) == 0
+        out = capsys.readouterr().out
+        assert "P(pass)" in out and "P(control fails)" in out and "P(a CI run passes every gate)" in out
+        row = next(line for line in out.splitlines() if "clipa_l16_proxy_finetune_gain" in line)
+        p_pass, p_fail = (float(x) for x in row.split()[2:4])
+        assert 0 < p_pass < 1 and 0 < p_fail < 1 and "n=3 seeds" in row
+        assert "deterministic count" in next(line for line in out.splitlines() if "bigg_params_text" in line)
 
     def test_bad_user_config_is_exit_2(self, root_copy, capsys, monkeypatch):
         monkeypatch.delenv("CLIPREPRO_CONFIG", raising=False)

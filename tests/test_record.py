@@ -22,15 +22,15 @@ from cliprepro.record import (
     record_id,
     write,
 )
-from cliprepro.spec import ExpectedEntry
+from cliprepro.claims import ExactCount
 
 
 def make_record(**over) -> Record:
-    entry = ExpectedEntry.model_validate(dict(
+    entry = ExactCount.model_validate(dict(
         claim="flops", scale="paper", metric="gflops", value=4.4, unit="GFLOPs", kind="exact",
-        tolerance=0.05, role="finding", source="paper Table 2", source_kind="primary"))
+        abs_tolerance=0.05, role="finding", source="paper Table 2", source_kind="primary"))
     fields = dict(
-        schema_version=1, record_type="run", suite="vit_flops", suite_version=2, scale="paper",
+        schema_version=SCHEMA_VERSION, record_type="run", suite="vit_flops", suite_version=2, scale="paper",
         status="completed", expected=[entry],
         results=[ClaimResult(claim="flops", scale="paper", role="finding", metric="gflops",
                              verdict="reproduced", reason="|4.41 - 4.4| = 0.01 within tolerance 0.05",
@@ -151,7 +151,7 @@ class TestReadErrors:
             lambda d: d.update(message="edited"),
             lambda d: d["results"][0].update(verdict="not_reproduced"),
             lambda d: d["results"][0].update(value=4.5),
-            lambda d: d["expected"][0].update(tolerance=0.5),
+            lambda d: d["expected"][0].update(abs_tolerance=0.5),
             lambda d: d["config"].update(image_size=336),
             lambda d: d["metrics"]["gflops"]["samples"].append(4.42),
         ],
@@ -173,14 +173,14 @@ class TestReadErrors:
         with pytest.raises(InputError, match=r"\(content\)"):
             read(moved)
 
-    @pytest.mark.parametrize("version", [0, 2, "1", None, [1]])
+    @pytest.mark.parametrize("version", [0, 3, "1", None, [1]])
     def test_wrong_schema_version(self, tmp_path, version):
         _, path = write(make_record(), tmp_path)
         _edit(path, lambda d: d.update(schema_version=version))
         with pytest.raises(InputError) as info:
             read(path)
         assert info.value.field == "schema_version"
-        assert str(info.value) == f"{path}: schema_version: must be {SCHEMA_VERSION}"
+        assert str(info.value) == f"{path}: schema_version: must be 1 or {SCHEMA_VERSION}"
 
     def test_missing_schema_version(self, tmp_path):
         _, path = write(make_record(), tmp_path)
@@ -314,3 +314,48 @@ class TestSchemaGrowth:
         old.write_text(json.dumps(data))
         rid, record = read(old)
         assert rid == data_id(data) and record.expected[0].seed_spread is None
+
+
+class TestSchema1Migration:
+    """Schema 1 records (one `tolerance` for four meanings) read into today's claim kinds."""
+
+    V1_ENTRIES = [
+        (dict(kind="exact", value=4.4, tolerance=0.05), "ExactCount", {"abs_tolerance": 0.05}),
+        (dict(kind="at_least", value=2.0, tolerance=0.1, planned_halfwidth=0.1), "AtLeastRatio",
+         {"rel_delta": 0.1}),
+        (dict(kind="two_sided", value=2.0, tolerance=0.5, planned_halfwidth=0.1), "TwoSidedBand",
+         {"band_halfwidth": 0.5}),
+        (dict(kind="released_weights", value=67.8, tolerance=0.35), "ReleasedWeights",
+         {"published_rounding": 0.05, "pipeline_allowance": 0.3}),
+        (dict(kind="calibrated_effect", value=None, tolerance=0.5, null_value=0.0, calibration=[],
+              calibration_spread=None, planned_halfwidth=None, negative_control="off", role="gate",
+              source_kind="calibration"), "CalibratedEffect", {"kept_fraction": 0.5}),
+        (dict(kind="direction", value=1.0, tolerance=0.0, seed_spread=2.33, scale="proxy"), "Direction",
+         {"margin": 1.0}),
+    ]
+
+    @pytest.mark.parametrize("v1,cls,fields", V1_ENTRIES)
+    def test_entry(self, tmp_path, v1, cls, fields):
+        entry = dict(claim="c", scale="paper", metric="m", unit="x", role="finding", source="s",
+                     source_kind="primary", negative_control=None, note="", null_value=None,
+                     calibration=[], calibration_spread=None, planned_halfwidth=None, seed_spread=None)
+        entry.update(v1)
+        data = json.loads(canonical_json(make_record().model_dump(mode="json")))
+        data.update(schema_version=1, expected=[entry], results=[], metrics={})
+        path = tmp_path / f"vit_flops__paper__run__{rec.data_id(data)}.json"
+        path.write_text(canonical_json(data))
+        rid, record = read(path)
+        got = record.expected[0]
+        assert type(got).__name__ == cls and rid == rec.data_id(data)
+        assert {k: getattr(got, k) for k in fields} == fields
+        if cls == "Direction":
+            assert got.seed_spread.sd == 2.33 and got.seed_spread.df is None  # declared, no df
+
+    @pytest.mark.parametrize("name,metric,over", [
+        ("gain_finetune_over_pretrain", dict(value=1.0, lo=0.0, hi=2.0, n=1, unit="pp", samples=[1.0]), "seeds"),
+        ("speedup_step_mask50", dict(value=2.0, lo=1.9, hi=2.1, n=9, unit="x", samples=[2.0] * 9), "rounds"),
+        ("tokens_b16_112", dict(value=50.0, lo=50.0, hi=50.0, n=1, unit="tokens"), "exact"),
+        ("content_words_syntax_vs_truncate", dict(value=3.5, lo=3.4, hi=3.6, n=1, unit="words"), "examples"),
+    ])
+    def test_metric_says_what_n_counts(self, name, metric, over):
+        assert rec.migrate({"schema_version": 1, "metrics": {name: metric}})["metrics"][name]["over"] == over

@@ -35,7 +35,7 @@ class TestLedger:
         e = gate_entry()
         bad = make_record(e, 1.2, 1.1, 1.3, "reproduced")  # lower bound 1.1 < threshold 1.5
         ledger = build_ledger([("bad", bad)], [], _expected(e))
-        assert ledger.rows == [] and "re-judged 'not_reproduced'" in ledger.rejected[0][1]
+        assert ledger.rows == [] and "re-judged 'not_reproduced'" in ledger.rejected[0].reason
 
     def test_record_judged_against_older_entry_is_stale_and_not_pooled(self):
         old, new = gate_entry(value=2.0), gate_entry(value=3.0)
@@ -48,11 +48,41 @@ class TestLedger:
         e = gate_entry(calibration=["c1", "c2", "c3"])
         r = make_record(e, 1.8, 1.7, 1.9, "reproduced")
         ledger = build_ledger([("c1", r)], [], _expected(e))
-        assert ledger.rows == [] and "reused as a check" in ledger.rejected[0][1]
+        assert ledger.rows == [] and "reused as a check" in ledger.rejected[0].reason
 
     def test_invalid_files_are_listed_with_reason(self):
-        ledger = build_ledger([], [("x.json", "schema_version: must be 1")], {})
-        assert ledger.rejected == [("x.json", "schema_version: must be 1")]
+        ledger = build_ledger([], [("flip_speedup__gpu__run__0123.json", "schema_version: must be 1 or 2"),
+                                   ("x.json", "bad")], {})
+        assert [(x.suite, x.record, x.reason) for x in ledger.rejected] == [
+            ("(unknown suite)", "x.json", "bad"),
+            ("flip_speedup", "flip_speedup__gpu__run__0123.json", "schema_version: must be 1 or 2")]
+
+    def test_rejected_records_go_to_their_own_suite_page_only(self):
+        """Suite names that contain each other (clipa_l16 in clipa_l16_i37_t8) do not mix."""
+        ledger = build_ledger([], [("clipa_l16_i37_t8__proxy__run__ab.json", "bad")], {})
+        assert [x.suite for x in ledger.rejected] == ["clipa_l16_i37_t8"]
+
+    def test_incomplete_record_is_listed_and_never_pooled(self):
+        e = gate_entry()
+        r = make_record(e, 1.8, 1.7, 1.9, "reproduced").model_copy(
+            update={"status": "error", "message": "ran 900 s, over 1.5x the declared runtime_s"})
+        ledger = build_ledger([("late", r)], [], _expected(e))
+        assert ledger.rows == [] and pool(ledger.rows) == []
+        assert [(x.record, x.reason) for x in ledger.incomplete] == [
+            ("late", "error: ran 900 s, over 1.5x the declared runtime_s")]
+
+    def test_schema1_record_is_rejudged_by_todays_rule_not_rejected(self):
+        """A one-seed gain judged by schema 1's bootstrap is re-judged with the seed rule."""
+        from cliprepro.claims import Direction
+
+        e = Direction(claim="d", scale="proxy", metric="gain_x", kind="direction", margin=0.0, unit="pp",
+                      role="finding", source="s", source_kind="primary")
+        r = make_record(e, 2.0, 1.0, 3.0, "reproduced").model_copy(update={"schema_version": 1})
+        r.metrics["gain_x"] = r.metrics["gain_x"].model_copy(update={"over": "seeds", "n": 1})
+        ledger = build_ledger([("old", r)], [], _expected(e))
+        assert not ledger.rejected
+        [row] = ledger.rows
+        assert row.result.verdict == "inconclusive" and "schema 1 record said reproduced" in row.result.reason
 
 
 def _throughput_record(started: str) -> rec.Record:

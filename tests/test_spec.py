@@ -9,9 +9,9 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
+from cliprepro.claims import AtLeastRatio
 from cliprepro.errors import InputError
 from cliprepro.spec import (
-    ExpectedEntry,
     ExpectedFile,
     NegativeControl,
     ScalePlan,
@@ -48,7 +48,7 @@ def valid_suite() -> dict[str, Any]:
 def gate_entry() -> dict[str, Any]:
     return {
         "claim": "speedup", "scale": "proxy", "metric": "step_speedup", "value": 1.6, "unit": "x",
-        "kind": "calibrated_effect", "tolerance": 0.5, "role": "gate", "source": "calibration",
+        "kind": "calibrated_effect", "kept_fraction": 0.5, "role": "gate", "source": "calibration",
         "source_kind": "calibration", "null_value": 1.0, "negative_control": "no_dropout",
         "calibration": ["a1", "a2", "a3"], "calibration_spread": 0.05, "planned_halfwidth": 0.05,
     }
@@ -57,9 +57,29 @@ def gate_entry() -> dict[str, Any]:
 def finding_entry() -> dict[str, Any]:
     return {
         "claim": "speedup", "scale": "paper", "metric": "step_speedup", "value": 2.0, "unit": "x",
-        "kind": "at_least", "tolerance": 0.1, "role": "finding", "source": "FLIP Table 1",
+        "kind": "at_least", "rel_delta": 0.1, "role": "finding", "source": "FLIP Table 1",
         "source_kind": "primary", "planned_halfwidth": 0.05,
     }
+
+
+def direction_entry() -> dict[str, Any]:
+    return {"claim": "mask_helps", "scale": "proxy", "metric": "gain", "kind": "direction", "margin": 0.0,
+            "unit": "pp", "role": "finding", "source": "FLIP Table 1", "source_kind": "primary"}
+
+
+# the fields each kind adds to the common ones (values valid at paper scale)
+KIND_FIELDS = {
+    "exact": {"value": 17.0, "abs_tolerance": 0.0},
+    "released_weights": {"value": 67.8, "published_rounding": 0.05},
+    "at_least": {"value": 2.0, "rel_delta": 0.1, "planned_halfwidth": 0.05},
+    "at_most": {"value": 2.0, "rel_delta": 0.1, "planned_halfwidth": 0.05},
+    "two_sided": {"value": 2.0, "band_halfwidth": 0.5, "planned_halfwidth": 0.05},
+}
+
+
+def kind_entry(kind: str, scale: str = "paper") -> dict[str, Any]:
+    return {"claim": "c", "scale": scale, "metric": "m", "kind": kind, "unit": "x", "role": "finding",
+            "source": "paper", "source_kind": "primary", **KIND_FIELDS[kind]}
 
 
 def valid_expected() -> dict[str, Any]:
@@ -115,42 +135,46 @@ class TestValidFiles:
         exp = load_expected(write_yaml(tmp_path, valid_expected()))
         assert isinstance(exp, ExpectedFile)
         assert [e.key() for e in exp.entries] == [("speedup", "proxy"), ("speedup", "paper")]
-        assert exp.entries[1].note == "" and exp.entries[1].calibration == []
+        assert exp.entries[1].note == "" and not hasattr(exp.entries[1], "calibration")
+        assert [type(e).__name__ for e in exp.entries] == ["CalibratedEffect", "AtLeastRatio"]
 
     def test_same_claim_at_two_scales_is_not_a_duplicate(self, tmp_path):
         exp = load_expected(write_yaml(tmp_path, valid_expected()))
         assert len({e.claim for e in exp.entries}) == 1 and len(exp.entries) == 2
 
-    @pytest.mark.parametrize("kind", ["exact", "calibrated_effect"])
-    def test_proxy_may_be_exact_or_calibrated(self, tmp_path, kind):
-        entry = set_in(gate_entry(), "kind", kind)
-        if kind == "exact":
-            entry = set_in(entry, "source_kind", "derived")
-        load_expected(write_yaml(tmp_path, {"suite": SUITE_NAME, "entries": [entry]}))
+    @pytest.mark.parametrize("entry", [kind_entry("exact", "proxy"), gate_entry()])
+    def test_proxy_may_be_exact_or_calibrated(self, tmp_path, entry):
+        [got] = load_expected(write_yaml(tmp_path, {"suite": SUITE_NAME, "entries": [entry]})).entries
+        assert (got.scale, got.kind, type(got).__name__) == (
+            "proxy", entry["kind"], {"exact": "ExactCount", "calibrated_effect": "CalibratedEffect"}[entry["kind"]])
 
     def test_proxy_finding_may_be_a_direction(self, tmp_path):
-        entry = set_in(set_in(set_in(finding_entry(), "scale", "proxy"), "kind", "direction"), "tolerance", 0.0)
+        entry = direction_entry()
         assert load_expected(write_yaml(tmp_path, {"suite": SUITE_NAME, "entries": [entry]})).entries[0].kind == "direction"
 
-    @pytest.mark.parametrize("field,value", [("role", "gate"), ("tolerance", 0.5)])
-    def test_direction_is_a_finding_with_tolerance_0(self, tmp_path, field, value):
-        entry = set_in(set_in(set_in(finding_entry(), "scale", "proxy"), "kind", "direction"), "tolerance", 0.0)
-        if field == "role":
-            entry = set_in(entry, "negative_control", "off")
+    @pytest.mark.parametrize("field,value,where,says", [
+        ("role", "gate", "entries.0.role", "'finding'"),
+        ("tolerance", 0.5, "entries.0.tolerance", "unknown key; allowed:"),  # the margin says it
+        ("value", 0.5, "entries.0.value", "unknown key; allowed:"),
+    ])
+    def test_direction_is_a_finding_with_a_margin(self, tmp_path, field, value, where, says):
+        entry = set_in(direction_entry(), "negative_control", "off") if field == "role" else direction_entry()
         path = write_yaml(tmp_path, {"suite": SUITE_NAME, "entries": [set_in(entry, field, value)]})
         with pytest.raises(InputError) as info:
             load_expected(path)
-        assert_input_error(info.value, path, "entries.0", "for findings only")
+        assert_input_error(info.value, path, where, says)
+        if field != "role":
+            assert "margin" in str(info.value)
 
     def test_uncalibrated_effect_has_neither_value_nor_ids(self, tmp_path):
         data = set_in(set_in(valid_expected(), "entries.0.value", None), "entries.0.calibration", [])
         entry = load_expected(write_yaml(tmp_path, data)).entries[0]
         assert entry.value is None and entry.calibration == []
 
-    @pytest.mark.parametrize("tolerance", [0.001, 0.5, 1.0])
-    def test_calibrated_effect_tolerance_in_range(self, tmp_path, tolerance):
-        data = set_in(valid_expected(), "entries.0.tolerance", tolerance)
-        assert load_expected(write_yaml(tmp_path, data)).entries[0].tolerance == tolerance
+    @pytest.mark.parametrize("fraction", [0.001, 0.5, 1.0])
+    def test_calibrated_effect_kept_fraction_in_range(self, tmp_path, fraction):
+        data = set_in(valid_expected(), "entries.0.kept_fraction", fraction)
+        assert load_expected(write_yaml(tmp_path, data)).entries[0].kept_fraction == fraction
 
     def test_models_are_frozen(self, tmp_path):
         exp = load_expected(write_yaml(tmp_path, valid_expected()))
@@ -226,14 +250,22 @@ class TestExpectedErrors:
         ("dotted", "value", "field", "parts"),
         [
             ("entries.0.colour", "red", "entries.0.colour", ("unknown key; allowed:",)),
-            ("entries.1.kind", "approximately", "entries.1.kind", ("at_least", "calibrated_effect")),
+            ("entries.1.kind", "approximately", "entries.1.kind", ("unknown kind 'approximately'", "at_least",
+                                                                   "calibrated_effect")),
+            ("entries.1.kind", DELETE, "entries.1.kind", ("missing", "at_least")),
+            # a field of another kind is an unknown key of this one, listing this kind's keys
+            ("entries.1.tolerance", 0.1, "entries.1.tolerance", ("unknown key; allowed:", "rel_delta")),
+            ("entries.1.kept_fraction", 0.5, "entries.1.kept_fraction", ("unknown key; allowed:",)),
+            ("entries.1.planned_halfwidth", DELETE, "entries.1.planned_halfwidth", ("required",)),
             ("entries.1.role", "boss", "entries.1.role", ("gate", "finding")),
             ("entries.1.scale", "tpu", "entries.1.scale", ("proxy", "gpu", "paper")),
             ("entries.1.source_kind", "blog", "entries.1.source_kind", ("primary",)),
-            ("entries.1.tolerance", -0.1, "entries.1.tolerance", ("greater than or equal to 0",)),
+            ("entries.1.rel_delta", -0.1, "entries.1.rel_delta", ("greater than or equal to 0",)),
+            ("entries.1.rel_delta", 1.0, "entries.1.rel_delta", ("less than 1",)),
             ("entries.1.value", "high", "entries.1.value", ()),
-            ("entries.1.value", float("nan"), "entries.1", ("value must be finite",)),
-            ("entries.1.value", float("inf"), "entries.1", ("value must be finite",)),
+            ("entries.1.value", float("nan"), "entries.1.value", ("finite",)),
+            ("entries.1.value", float("inf"), "entries.1.value", ("finite",)),
+            ("entries.0.value", float("nan"), "entries.0.value", ("finite",)),
             ("entries.1.unit", DELETE, "entries.1.unit", ("required",)),
             ("entries.0.negative_control", DELETE, "entries.0", ("a gate needs a negative_control",)),
             ("entries.0.negative_control", "", "entries.0", ("a gate needs a negative_control",)),
@@ -241,12 +273,13 @@ class TestExpectedErrors:
             ("entries.0.calibration", ["a1"], "entries.0", (">= 3 calibration record ids",)),
             # calibration ids and a value come together (a value with no ids, or ids with no value)
             ("entries.0.calibration", [], "entries.0", ("both value and calibration ids",)),
-            ("entries.0.value", None, "entries.0", ("value may be null only",)),
-            ("entries.1.value", None, "entries.1", ("value may be null only",)),
+            ("entries.0.value", None, "entries.0", ("both value and calibration ids",)),
+            ("entries.1.value", None, "entries.1.value", ("valid number",)),
             ("entries.1.value", DELETE, "entries.1.value", ("required",)),
-            ("entries.0.null_value", DELETE, "entries.0", ("needs null_value",)),
-            ("entries.0.tolerance", 0.0, "entries.0", ("in (0, 1]",)),
-            ("entries.0.tolerance", 1.5, "entries.0", ("in (0, 1]",)),
+            ("entries.0.null_value", DELETE, "entries.0.null_value", ("required",)),
+            ("entries.0.kept_fraction", 0.0, "entries.0.kept_fraction", ("greater than 0",)),
+            ("entries.0.kept_fraction", 1.5, "entries.0.kept_fraction", ("less than or equal to 1",)),
+            ("entries.0.seed_spread", {"sd": 0.0, "source": "x"}, "entries.0.seed_spread.sd", ("greater than 0",)),
             ("entries.1.source_kind", "calibration", "entries.1",
              ("source_kind calibration goes with kind calibrated_effect",)),
             ("entries", "speedup", "entries", ("list",)),
@@ -262,8 +295,8 @@ class TestExpectedErrors:
 
     @pytest.mark.parametrize("kind", ["at_least", "at_most", "two_sided", "released_weights"])
     def test_proxy_is_never_compared_to_a_paper_number(self, tmp_path, kind):
-        entry = set_in(finding_entry(), "scale", "proxy")
-        path = write_yaml(tmp_path, {"suite": SUITE_NAME, "entries": [set_in(entry, "kind", kind)]})
+        load_expected(write_yaml(tmp_path, {"suite": SUITE_NAME, "entries": [kind_entry(kind)]}))  # paper: fine
+        path = write_yaml(tmp_path, {"suite": SUITE_NAME, "entries": [kind_entry(kind, "proxy")]})
         with pytest.raises(InputError) as info:
             load_expected(path)
         assert_input_error(info.value, path, "entries.0", "never against a paper's number")
@@ -273,7 +306,7 @@ class TestExpectedErrors:
         with pytest.raises(InputError) as info:
             load_expected(path)
         listed = str(info.value).split("allowed: ", 1)[1].split(", ")
-        assert listed == sorted(ExpectedEntry.model_fields)
+        assert listed == sorted(AtLeastRatio.model_fields)
 
     def test_unknown_top_level_key_lists_file_keys(self, tmp_path):
         path = write_yaml(tmp_path, set_in(valid_expected(), "version", 2))

@@ -45,7 +45,7 @@ TINY_EXPECTED = """
 suite: tiny_train
 entries:
   - {claim: tiny_gain, scale: proxy, metric: gain_gain, value: null, unit: pp, kind: calibrated_effect,
-     null_value: 0.0, tolerance: 0.5, role: gate, negative_control: none_here, source: test, source_kind: calibration}
+     null_value: 0.0, kept_fraction: 0.5, role: gate, negative_control: none_here, source: test, source_kind: calibration}
 """
 
 

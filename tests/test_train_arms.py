@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import math
+
 import numpy as np
 import pytest
 from pydantic import ValidationError
@@ -142,12 +144,13 @@ class TestFirstBatchTokens:
 
 
 def _m(value, lo, hi) -> Metric:
-    return Metric(value=value, lo=lo, hi=hi, n=1, confidence=0.95, unit="pp")
+    return Metric(value=value, lo=lo, hi=hi, n=1, confidence=0.95, unit="pp", over="seeds",
+                  eval_se=(hi - lo) / 3.92)
 
 
 class TestContrasts:
     def test_contrast_is_the_linear_combination(self):
-        p = params({"name": "a"}, {"name": "b"}, {"name": "c"}, {"name": "d"}, bootstrap=200)
+        p = params({"name": "a"}, {"name": "b"}, {"name": "c"}, {"name": "d"})
         ones, zeros = np.ones(40, np.uint8), np.zeros(40, np.uint8)
         half = np.array([1, 0] * 20, np.uint8)
         correct = {("a", 0): ones, ("b", 0): half, ("c", 0): ones, ("d", 0): zeros}
@@ -167,6 +170,25 @@ class TestContrasts:
     def test_best_of_takes_the_minimum(self, gains, expect):
         m = contrasts.best_of(gains)
         assert (m.value, m.lo, m.hi) == expect
+        assert m.over == "seeds" and m.eval_se == max(g.eval_se for g in gains)
+
+    @pytest.mark.parametrize("at", [0, 1, 2])
+    def test_best_of_a_nan_anywhere_is_nan(self, at):
+        """Python's min drops or keeps a NaN depending on its position; best_of never does."""
+        gains = [_m(3, 1, 5), _m(2, 0.5, 4), _m(4, 2, 6)]
+        gains[at] = _m(float("nan"), float("nan"), float("nan"))
+        m = contrasts.best_of(gains)
+        assert all(math.isnan(x) for x in (m.value, m.lo, m.hi))
+
+    def test_contrast_carries_eval_se_and_per_seed_values(self):
+        p = params({"name": "a"}, {"name": "b"}, seeds=(0, 1))
+        rng = np.random.default_rng(0)
+        correct = {(s, k): rng.integers(0, 2, 400).astype(np.uint8) for s in "ab" for k in (0, 1)}
+        m = contrasts.contrast(p, correct, {"b": 1, "a": -1})
+        per_example = np.mean([100.0 * (correct[("b", k)].astype(float) - correct[("a", k)]) for k in (0, 1)], 0)
+        assert m.over == "seeds" and m.n == 2 and len(m.samples) == 2
+        assert m.eval_se == pytest.approx(per_example.std(ddof=1) / 20, rel=1e-5)
+        assert m.lo == pytest.approx(m.value - 1.959964 * m.eval_se, rel=1e-5)
 
 
 @pytest.mark.slow

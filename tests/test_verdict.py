@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import pytest
 
-from cliprepro.spec import ExpectedEntry
+from pydantic import TypeAdapter, ValidationError
+
+from cliprepro.claims import ExpectedEntry
 from cliprepro.verdict import (
     VERDICTS,
     Calibrated,
     Measured,
     attainability_problems,
-    band,
     calibrate,
     exit_status,
     judge,
@@ -20,16 +21,18 @@ NAN, INF = float("nan"), float("inf")
 
 # Values are chosen so every threshold is exact in binary floating point (boundaries are exact).
 _KIND_DEFAULTS: dict[str, dict] = {
-    "exact": dict(scale="paper", value=10.0, tolerance=0.5),
-    "released_weights": dict(scale="paper", value=76.25, tolerance=0.25),
-    "at_least": dict(scale="paper", value=2.0, tolerance=0.25),  # threshold 1.5
-    "at_most": dict(scale="paper", value=2.0, tolerance=0.25),  # threshold 2.5
-    "two_sided": dict(scale="paper", value=10.0, tolerance=1.0),  # band [9, 11]
+    "exact": dict(scale="paper", value=10.0, abs_tolerance=0.5),
+    "released_weights": dict(scale="paper", value=76.25, published_rounding=0.125,
+                             pipeline_allowance=0.125),  # tolerance 0.25
+    "at_least": dict(scale="paper", value=2.0, rel_delta=0.25, planned_halfwidth=0.1),  # threshold 1.5
+    "at_most": dict(scale="paper", value=2.0, rel_delta=0.25, planned_halfwidth=0.1),  # threshold 2.5
+    "two_sided": dict(scale="paper", value=10.0, band_halfwidth=1.0, planned_halfwidth=0.1),  # [9, 11]
     # upward effect: null 1, effect 1, keep half -> threshold 1.5
-    "calibrated_effect": dict(scale="proxy", value=2.0, tolerance=0.5, null_value=1.0,
+    "calibrated_effect": dict(scale="proxy", value=2.0, kept_fraction=0.5, null_value=1.0,
                               calibration=["c1", "c2", "c3"], source_kind="calibration"),
-    "direction": dict(scale="proxy", value=1.0, tolerance=0.0),  # margin 1
+    "direction": dict(scale="proxy", margin=1.0),
 }
+ENTRY = TypeAdapter(ExpectedEntry)
 
 
 def make_entry(kind: str, **over) -> ExpectedEntry:
@@ -37,7 +40,7 @@ def make_entry(kind: str, **over) -> ExpectedEntry:
                   source_kind="primary")
     fields.update(_KIND_DEFAULTS[kind])
     fields.update(over)
-    return ExpectedEntry.model_validate(fields)
+    return ENTRY.validate_python(fields)
 
 
 def downward_effect(**over) -> ExpectedEntry:
@@ -58,13 +61,13 @@ class TestThreshold:
         ("entry", "expected"),
         [
             (make_entry("at_least"), 1.5),
-            (make_entry("at_least", value=4.0, tolerance=0.0), 4.0),
+            (make_entry("at_least", value=4.0, rel_delta=0.0), 4.0),
             (make_entry("at_most"), 2.5),
-            (make_entry("at_most", value=4.0, tolerance=0.0), 4.0),
+            (make_entry("at_most", value=4.0, rel_delta=0.0), 4.0),
             (make_entry("calibrated_effect"), 1.5),
-            (make_entry("calibrated_effect", tolerance=1.0), 2.0),
+            (make_entry("calibrated_effect", kept_fraction=1.0), 2.0),
             (downward_effect(), 0.75),
-            (make_entry("calibrated_effect", value=-2.0, null_value=0.0, tolerance=0.25), -0.5),
+            (make_entry("calibrated_effect", value=-2.0, null_value=0.0, kept_fraction=0.25), -0.5),
             (make_entry("exact"), None),
             (make_entry("released_weights"), None),
             (make_entry("two_sided"), None),
@@ -76,24 +79,6 @@ class TestThreshold:
             assert got is None
         else:
             assert got == pytest.approx(expected, abs=1e-12)
-
-
-class TestBand:
-    @pytest.mark.parametrize(
-        ("entry", "expected"),
-        [
-            (make_entry("exact"), 0.5),
-            (make_entry("released_weights"), 0.25),
-            (make_entry("two_sided"), 1.0),
-            (make_entry("at_least"), 0.5),
-            (make_entry("at_most"), 0.5),
-            (make_entry("calibrated_effect"), 0.5),
-            (downward_effect(), 0.25),
-            (make_entry("at_least", tolerance=0.0), 0.0),
-        ],
-    )
-    def test_band(self, entry, expected):
-        assert band(entry) == pytest.approx(expected, abs=1e-12)
 
 
 class TestJudgeExact:
@@ -113,10 +98,10 @@ class TestJudgeExact:
     )
     def test_table(self, kind, offset, verdict, word):
         entry = make_entry(kind)
-        got, reason = judge(entry, Measured(value=entry.value + offset * entry.tolerance))
+        got, reason = judge(entry, Measured(value=entry.value + offset * entry.tolerance()))
         assert got == verdict
         assert word in reason
-        assert f"tolerance {entry.tolerance:g}" in reason
+        assert f"tolerance {entry.tolerance():g}" in reason
 
     @pytest.mark.parametrize(
         ("value", "tolerance", "measured", "verdict"),
@@ -131,7 +116,7 @@ class TestJudgeExact:
         ],
     )
     def test_inclusive_at_printed_precision(self, value, tolerance, measured, verdict):
-        entry = make_entry("exact", value=value, tolerance=tolerance)
+        entry = make_entry("exact", value=value, abs_tolerance=tolerance)
         assert judge(entry, Measured(value=measured))[0] == verdict
 
     @pytest.mark.parametrize(
@@ -273,10 +258,10 @@ class TestJudgeDirection:
         assert judge(make_entry("direction"), iv(lo, hi))[0] == verdict
 
     def test_no_band_problem(self):
-        assert attainability_problems(make_entry("direction", value=0.0)) == []
+        assert attainability_problems(make_entry("direction", margin=0.0)) == []
 
     def test_threshold_is_the_margin(self):
-        assert threshold(make_entry("direction", value=2.5)) == 2.5
+        assert threshold(make_entry("direction", margin=2.5)) == 2.5
 
 
 class TestJudgeErrors:
@@ -305,7 +290,7 @@ class TestJudgeErrors:
     )
     def test_interval_kinds_need_a_finite_interval(self, kind, lo, hi):
         entry = make_entry(kind)
-        verdict, reason = judge(entry, Measured(value=entry.value, lo=lo, hi=hi))
+        verdict, reason = judge(entry, Measured(value=entry.expected_value(), lo=lo, hi=hi))
         assert verdict == "error"
         assert "needs an interval" in reason
 
@@ -313,7 +298,7 @@ class TestJudgeErrors:
     @pytest.mark.parametrize("value", [None, NAN, INF, -INF])
     def test_missing_measurement_is_never_reproduced(self, kind, value):
         entry = make_entry(kind)
-        at = entry.value + (1 if kind == "direction" else 0)  # direction: strictly beyond the margin
+        at = entry.expected_value() + (1 if kind == "direction" else 0)  # direction: strictly beyond the margin
         point = Measured(value=at, lo=at, hi=at)
         assert judge(entry, point)[0] == "reproduced"  # the same interval with a value passes
         verdict, _ = judge(entry, Measured(value=value, lo=at, hi=at))
@@ -322,7 +307,8 @@ class TestJudgeErrors:
     @pytest.mark.parametrize("kind", ALL_KINDS)
     def test_every_verdict_is_known(self, kind):
         entry = make_entry(kind)
-        for m in (None, Measured(value=entry.value, lo=entry.value, hi=entry.value)):
+        v = entry.expected_value()
+        for m in (None, Measured(value=v, lo=v, hi=v)):
             assert judge(entry, m)[0] in VERDICTS
 
 
@@ -387,11 +373,11 @@ class TestCalibrate:
     @pytest.mark.parametrize(
         ("values", "halfwidths", "expected"),
         [
-            ([1.0, 2.0, 3.0], [0.1, 0.2, 0.3], Calibrated(2.0, 1.0, 0.2)),
-            ([3.0, 1.0, 2.0], [0.3, 0.1, 0.2], Calibrated(2.0, 1.0, 0.2)),
-            ([1.5, 1.5, 1.5], [0.05, 0.05, 0.05], Calibrated(1.5, 0.0, 0.05)),
-            ([1.0, 2.0, 3.0, 4.0], [0.1, 0.2, 0.3, 0.4], Calibrated(2.5, 1.291, 0.25)),
-            ([1.000011, 1.000022, 1.000033], [0.123456, 0.1, 0.2], Calibrated(1.0, 0.0, 0.1235)),
+            ([1.0, 2.0, 3.0], [0.1, 0.2, 0.3], Calibrated(2.0, 1.0, 0.2, 1)),
+            ([3.0, 1.0, 2.0], [0.3, 0.1, 0.2], Calibrated(2.0, 1.0, 0.2, 1)),
+            ([1.5, 1.5, 1.5], [0.05, 0.05, 0.05], Calibrated(1.5, 0.0, 0.05, 1)),
+            ([1.0, 2.0, 3.0, 4.0], [0.1, 0.2, 0.3, 0.4], Calibrated(2.5, 1.291, 0.25, 1)),
+            ([1.000011, 1.000022, 1.000033], [0.123456, 0.1, 0.2], Calibrated(1.0, 0.0, 0.1235, 1)),
         ],
     )
     def test_values(self, values, halfwidths, expected):
@@ -423,8 +409,8 @@ class TestAttainability:
             # two_sided band 1.0: flagged when 1.0 < 1.5 * planned_halfwidth
             (make_entry("two_sided", planned_halfwidth=0.5), False),
             (make_entry("two_sided", planned_halfwidth=0.625), False),
-            (make_entry("two_sided", tolerance=0.75, planned_halfwidth=0.5), False),  # == 1.5x
-            (make_entry("two_sided", tolerance=0.75, planned_halfwidth=0.5001), True),
+            (make_entry("two_sided", band_halfwidth=0.75, planned_halfwidth=0.5), False),  # == 1.5x
+            (make_entry("two_sided", band_halfwidth=0.75, planned_halfwidth=0.5001), True),
             (make_entry("two_sided", planned_halfwidth=0.6875), True),
             (make_entry("two_sided", planned_halfwidth=2.0), True),
             # at_least band 0.5
@@ -433,9 +419,8 @@ class TestAttainability:
             # calibrated_effect band 0.5 (half the effect)
             (make_entry("calibrated_effect", planned_halfwidth=0.25), False),
             (make_entry("calibrated_effect", planned_halfwidth=0.375), True),
-            # exact: band is the tolerance; no planned half-width, nothing to check
+            # exact: no interval, nothing to check
             (make_entry("exact"), False),
-            (make_entry("exact", planned_halfwidth=0.5), True),
         ],
     )
     def test_band_narrower_than_reachable_interval(self, entry, flagged):
@@ -468,12 +453,18 @@ class TestAttainability:
 
     @pytest.mark.parametrize("kind", ["at_least", "at_most", "two_sided"])
     def test_interval_kinds_need_planned_halfwidth(self, kind):
-        problems = attainability_problems(make_entry(kind))
-        assert problems == ["interval-judged entry needs planned_halfwidth "
-                            "(what the planned run reaches)"]
-        assert attainability_problems(make_entry(kind, planned_halfwidth=0.01)) == []
+        fields = {k: v for k, v in _KIND_DEFAULTS[kind].items() if k != "planned_halfwidth"}
+        with pytest.raises(ValidationError, match="planned_halfwidth"):
+            ENTRY.validate_python(dict(claim="c", metric="m", unit="x", kind=kind, role="finding",
+                                       source="s", source_kind="primary", **fields))
 
-    def test_problems_accumulate(self):
+    def test_zero_spread_is_not_a_calibrated_effect(self):
+        """A deterministic metric (spread 0) is an exact gate; the 4x rule would be vacuous."""
+        entry = make_entry("calibrated_effect", role="gate", negative_control="off",
+                           calibration_spread=0.0, planned_halfwidth=0.01)
+        assert any("exact gate" in p for p in attainability_problems(entry))
+
+    def test_problems_accumulate(self):  # the band first, then the gate rule
         entry = make_entry("calibrated_effect", role="gate", negative_control="off",
                            calibration_spread=1.0, planned_halfwidth=1.0)
         problems = attainability_problems(entry)
@@ -489,22 +480,47 @@ def test_helpers_are_exact():
     assert threshold(downward_effect()) == 0.75
 
 
-class TestSeedWidened:
-    """One-seed intervals of direction findings widened by a declared seed spread."""
+class TestSeedRule:
+    """Over seeds, the interval is widened by the seed spread (cliprepro.intervals), for every kind."""
 
-    @pytest.mark.parametrize("n,spread,lo,hi,verdict", [
-        (1, None, 1.5, 3.0, "reproduced"),     # no declared spread: as measured (flagged in the reason)
-        (1, 1.0, 1.5, 3.0, "inconclusive"),    # 2.25 - hypot(0.75, 1.96) < margin 1
-        (3, 1.0, 1.5, 3.0, "reproduced"),      # over seeds already: kept
-        (1, 0.1, 1.5, 3.0, "reproduced"),
-        (1, 1.0, -6.0, -4.0, "not_reproduced"),
+    @staticmethod
+    def seeds(value, n, eval_se, samples=()):
+        return Measured(value=value, lo=value - 1.96 * eval_se, hi=value + 1.96 * eval_se, n=n,
+                        over="seeds", eval_se=eval_se, samples=tuple(samples))
+
+    @pytest.mark.parametrize("kind", ["direction", "calibrated_effect", "two_sided"])
+    def test_one_seed_without_spread_is_inconclusive(self, kind):
+        entry = make_entry(kind)
+        verdict, reason = judge(entry, self.seeds(entry.expected_value() + 50, 1, 0.01))
+        assert verdict == "inconclusive" and "no seed spread known" in reason
+
+    @pytest.mark.parametrize("n,sd,df,value,verdict", [
+        (1, 1.0, 20, 4.0, "reproduced"),       # 4 - 2.086 * hypot(1, 0.1) = 1.90 > margin 1
+        (1, 1.0, 20, 3.0, "inconclusive"),     # 0.90 < 1
+        (1, 1.0, 2, 4.0, "inconclusive"),      # t(2) = 4.30: 4 - 4.33 < 1
+        (4, 1.0, 2, 4.0, "reproduced"),        # more seeds: 4 - 4.30 * hypot(0.5, 0.1) = 1.81
+        (1, 1.0, 20, -2.0, "not_reproduced"),  # -2 + 2.13 < 1
     ])
-    def test_table(self, n, spread, lo, hi, verdict):
-        entry = make_entry("direction", seed_spread=spread) if spread else make_entry("direction")
-        got, reason = judge(entry, Measured(value=(lo + hi) / 2, lo=lo, hi=hi, n=n))
+    def test_table(self, n, sd, df, value, verdict):
+        entry = make_entry("direction", seed_spread=dict(sd=sd, df=df, source="test"))
+        got, reason = judge(entry, self.seeds(value, n, 0.1))
         assert got == verdict
-        assert ("one seed" in reason) == (n == 1)
+        assert f"seed spread {sd:.3g} (df {df})" in reason
 
-    def test_only_for_direction(self):
-        with pytest.raises(ValueError, match="direction only"):
-            make_entry("at_least", seed_spread=1.0)
+    def test_the_runs_own_seeds_are_pooled(self):
+        """A seed that failed in this run widens its own interval."""
+        entry = make_entry("direction", seed_spread=dict(sd=1.0, df=4, source="test"))
+        calm = judge(entry, self.seeds(4.0, 3, 0.1, samples=(4.0, 4.1, 3.9)))
+        failed = judge(entry, self.seeds(4.0, 3, 0.1, samples=(6.0, 6.0, 0.0)))
+        assert calm[0] == "reproduced" and "df 6" in calm[1]
+        assert failed[0] == "inconclusive"
+
+    def test_declared_spread_without_df_is_taken_as_known(self):
+        entry = make_entry("direction", seed_spread=dict(sd=1.0, source="declared"))
+        assert "(declared)" in judge(entry, self.seeds(4.0, 1, 0.1))[1]
+
+    def test_rounds_are_judged_as_measured(self):
+        entry = make_entry("calibrated_effect")
+        m = Measured(value=2.0, lo=1.6, hi=2.4, n=9, over="rounds")
+        verdict, reason = judge(entry, m)
+        assert verdict == "reproduced" and "order-statistic" in reason

@@ -1,0 +1,136 @@
+"""Intervals over seeds that cover at their stated level, and the probability that a gate passes.
+
+A trained measurement (a zero-shot gain, a contrast) varies with the seed (init, data order) and
+with the evaluation sample. One seed's bootstrap over examples sees only the second, so its
+nominal 95% interval covers the true effect far less often (docs/verdicts.md has the simulation).
+The rule used for every measurement over seeds:
+
+    value ± t(df, 0.975) · sqrt(sd² / n + eval_se²)
+
+- `sd`, the spread of a one-seed value, is estimated: from calibration runs (their per-seed
+  values, `df` degrees of freedom) pooled with this run's own per-seed values (n − 1 more), so a
+  seed that failed to train in this run widens its own interval;
+- `eval_se` is the evaluation-sampling standard error of the seed mean (the runner's, over
+  examples, paired across seeds);
+- the t quantile carries the uncertainty of the estimated sd. With no spread known and one seed,
+  no interval covers: the interval is unbounded and the verdict can only be inconclusive.
+
+Pure: numbers in, numbers out; scipy's distributions, no torch.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from statistics import NormalDist, fmean, variance
+
+CONFIDENCE = 0.95
+SPREAD_UPPER = 0.95  # one-sided level of the spread's upper confidence bound in pass probabilities
+
+
+@lru_cache(maxsize=256)
+def t_quantile(p: float, df: float) -> float:
+    if math.isinf(df):
+        return NormalDist().inv_cdf(p)
+    from scipy.stats import t
+
+    return float(t.ppf(p, df))
+
+
+@lru_cache(maxsize=256)
+def sd_upper(sd: float, df: float, level: float = SPREAD_UPPER) -> float:
+    """One-sided upper confidence bound of a standard deviation estimated with df degrees of
+    freedom (chi-square); a spread declared without df is taken as known."""
+    if math.isinf(df):
+        return sd
+    from scipy.stats import chi2
+
+    return sd * math.sqrt(df / float(chi2.ppf(1 - level, df)))
+
+
+@dataclass(frozen=True)
+class SeedInterval:
+    lo: float
+    hi: float
+    sd: float | None  # the pooled one-seed spread used
+    df: float  # its degrees of freedom (0: none known; inf: declared as known)
+    rule: str  # what was combined, for the verdict reason
+
+
+def pooled_spread(seed_sd: float | None, seed_df: float | None,
+                  run_samples: list[float]) -> tuple[float | None, float]:
+    """The calibrated one-seed spread pooled with this run's own per-seed values."""
+    ss, df = 0.0, 0.0
+    if seed_sd is not None:
+        if seed_df is None or math.isinf(seed_df):
+            return seed_sd, math.inf  # declared as known: nothing to pool with
+        ss, df = seed_df * seed_sd ** 2, float(seed_df)
+    if len(run_samples) >= 2:
+        ss += (len(run_samples) - 1) * variance(run_samples)
+        df += len(run_samples) - 1
+    return (math.sqrt(ss / df), df) if df > 0 else (None, 0.0)
+
+
+def seed_interval(value: float, n: int, eval_se: float, seed_sd: float | None, seed_df: float | None,
+                  run_samples: list[float], confidence: float = CONFIDENCE) -> SeedInterval:
+    sd, df = pooled_spread(seed_sd, seed_df, run_samples)
+    if sd is None:
+        return SeedInterval(-math.inf, math.inf, None, 0.0,
+                            f"{n} seed, no seed spread known: no interval covers")
+    half = t_quantile(0.5 + confidence / 2, df) * math.sqrt(sd ** 2 / n + eval_se ** 2)
+    source = "declared" if math.isinf(df) else f"df {df:g}"
+    return SeedInterval(value - half, value + half, sd, df,
+                        f"{n} seed(s), seed spread {sd:.3g} ({source}) with evaluation s.e. {eval_se:.3g}")
+
+
+@dataclass(frozen=True)
+class PassProbability:
+    honest_pass: float  # P(an honest rerun's verdict is reproduced)
+    control_fails: float  # P(the negative control's verdict is not_reproduced)
+    how: str
+
+
+def pass_probability_seeds(effect: float, null: float, threshold: float, n: int, sd: float, df: float,
+                           eval_se: float, upward: bool = True) -> PassProbability:
+    """A gate over seeds: the rerun's value ~ N(effect, sd_U²/n + eval_se²) with sd_U the spread's
+    upper bound; it passes when its lower bound (value − half) clears the threshold. The control's
+    true value is `null`, with the same spread (its own is not known before it runs)."""
+    sd_u = sd_upper(sd, df)
+    spread = math.sqrt(sd_u ** 2 / n + eval_se ** 2)
+    half = t_quantile(0.5 + CONFIDENCE / 2, df) * math.sqrt(sd ** 2 / n + eval_se ** 2)
+    return _one_sided(effect, null, threshold, half, half, spread, upward,
+                      f"n={n} seeds, spread upper bound {sd_u:.3g} (estimate {sd:.3g}, df {df:g})")
+
+
+def pass_probability_runs(effect: float, null: float, threshold: float, run_sd: float, runs: int,
+                          lower_half: float, upper_half: float, upward: bool = True) -> PassProbability:
+    """A gate judged by a within-run interval (rounds): the rerun's value varies run to run with
+    the calibration runs' spread (its upper bound, df = runs − 1); the interval's half-widths are
+    those the calibration runs reached."""
+    sd_u = sd_upper(run_sd, runs - 1)
+    return _one_sided(effect, null, threshold, lower_half, upper_half, sd_u, upward,
+                      f"run-to-run spread upper bound {sd_u:.3g} (estimate {run_sd:.3g}, {runs} runs)")
+
+
+def _one_sided(effect: float, null: float, thr: float, lower_half: float, upper_half: float,
+               spread: float, upward: bool, how: str) -> PassProbability:
+    sign = 1.0 if upward else -1.0
+    if spread == 0:
+        passes = float(sign * (effect - thr) - lower_half >= 0)
+        fails = float(sign * (thr - null) - upper_half > 0)
+        return PassProbability(passes, fails, how)
+    z = NormalDist()
+    # upward: pass iff value − lower_half ≥ thr; control fails iff value + upper_half < thr
+    passes = 1 - z.cdf((sign * (thr - effect) + lower_half) / spread)
+    fails = z.cdf((sign * (thr - null) - upper_half) / spread)
+    return PassProbability(passes, fails, how)
+
+
+def run_pass_probability(gates: list[float]) -> float:
+    """P(every gate passes) as the product: a lower bound when gates are positively correlated
+    (gates of one suite share its run), exact when independent."""
+    return math.prod(gates) if gates else 1.0
+
+
+def mean_and_se(samples: list[float]) -> tuple[float, float]:
+    return fmean(samples), (math.sqrt(variance(samples) / len(samples)) if len(samples) > 1 else math.nan)

@@ -1,0 +1,91 @@
+"""cliprepro.intervals: the interval over seeds and the pass probability of a gate."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from cliprepro.intervals import (
+    pass_probability_runs,
+    pass_probability_seeds,
+    pooled_spread,
+    run_pass_probability,
+    sd_upper,
+    seed_interval,
+    t_quantile,
+)
+
+
+class TestQuantiles:
+    @pytest.mark.parametrize("df,q", [(1, 12.7062), (2, 4.3027), (4, 2.7764), (20, 2.0860), (math.inf, 1.9600)])
+    def test_t(self, df, q):
+        assert t_quantile(0.975, df) == pytest.approx(q, abs=1e-4)
+
+    @pytest.mark.parametrize("df,ratio", [(4, 2.3724), (9, 1.6449), (20, 1.3576)])
+    def test_sd_upper_is_the_chi_square_bound(self, df, ratio):
+        assert sd_upper(2.0, df) == pytest.approx(2.0 * ratio, abs=1e-3)
+
+    def test_declared_spread_is_taken_as_known(self):
+        assert sd_upper(2.0, math.inf) == 2.0
+
+
+class TestSeedInterval:
+    def test_no_spread_and_one_seed_is_unbounded(self):
+        iv = seed_interval(3.0, 1, 0.5, None, None, [3.0])
+        assert (iv.lo, iv.hi, iv.df) == (-math.inf, math.inf, 0.0) and "no interval covers" in iv.rule
+
+    def test_two_seeds_without_calibration_use_their_own_spread(self):
+        iv = seed_interval(3.0, 2, 0.0, None, None, [2.0, 4.0])
+        assert iv.df == 1 and iv.sd == pytest.approx(math.sqrt(2))
+        assert iv.hi - 3.0 == pytest.approx(12.7062 * math.sqrt(2) / math.sqrt(2), abs=1e-3)
+
+    def test_pooling_adds_degrees_of_freedom(self):
+        assert pooled_spread(2.0, 4, [1.0, 1.0, 1.0]) == pytest.approx((math.sqrt(16 / 6), 6.0))
+        assert pooled_spread(2.0, None, [0.0, 10.0]) == (2.0, math.inf)  # declared: not pooled
+
+    @pytest.mark.parametrize("n", [1, 2, 3, 5, 10])
+    def test_more_seeds_narrower(self, n):
+        wide = seed_interval(0.0, n, 0.1, 1.0, 10, [])
+        narrow = seed_interval(0.0, n + 1, 0.1, 1.0, 10, [])
+        assert narrow.hi - narrow.lo < wide.hi - wide.lo
+
+
+class TestPassProbability:
+    def test_far_from_the_threshold_passes_and_its_control_fails(self):
+        p = pass_probability_seeds(effect=24.0, null=0.0, threshold=12.0, n=10, sd=1.0, df=50, eval_se=0.5)
+        assert p.honest_pass > 0.999 and p.control_fails > 0.999
+
+    def test_at_the_threshold_it_is_a_coin_or_worse(self):
+        p = pass_probability_runs(effect=1.5, null=1.0, threshold=1.5, run_sd=0.1, runs=5, lower_half=0.0,
+                                  upper_half=0.0)
+        assert p.honest_pass == pytest.approx(0.5)
+
+    @pytest.mark.parametrize("runs", [3, 5, 10, 50])
+    def test_fewer_calibration_runs_lower_probability(self, runs):
+        few = pass_probability_runs(2.0, 1.0, 1.5, 0.15, runs, 0.1, 0.1)
+        more = pass_probability_runs(2.0, 1.0, 1.5, 0.15, runs + 1, 0.1, 0.1)
+        assert few.honest_pass < more.honest_pass
+
+    def test_downward_effect(self):
+        p = pass_probability_runs(effect=0.5, null=1.0, threshold=0.75, run_sd=0.01, runs=5, lower_half=0.01,
+                                  upper_half=0.01, upward=False)
+        assert p.honest_pass > 0.999 and p.control_fails > 0.999
+
+    def test_zero_spread_is_certain(self):
+        p = pass_probability_runs(2.0, 1.0, 1.5, 0.0, 5, 0.1, 0.1)
+        assert (p.honest_pass, p.control_fails) == (1.0, 1.0)
+
+    def test_matches_a_simulated_rerun(self):
+        """With the true spread equal to its upper bound, the computed P(pass) is what reruns give."""
+        rng = np.random.default_rng(0)
+        effect, thr, sd, df, n, se = 20.0, 12.0, 5.0, 8, 3, 1.0
+        p = pass_probability_seeds(effect, 0.0, thr, n, sd, df, se)
+        sd_true = sd_upper(sd, df)
+        values = effect + math.sqrt(sd_true ** 2 / n + se ** 2) * rng.standard_normal(20000)
+        half = t_quantile(0.975, df) * math.sqrt(sd ** 2 / n + se ** 2)
+        assert np.mean(values - half >= thr) == pytest.approx(p.honest_pass, abs=0.01)
+
+    def test_whole_run_is_the_product(self):
+        assert run_pass_probability([0.9, 0.5, 1.0]) == pytest.approx(0.45)
+        assert run_pass_probability([]) == 1.0
