@@ -48,15 +48,19 @@ def cmd_run(args, layout: Layout) -> int:
 
     names = layout.suite_names() if args.suite == "all" else [args.suite]
     out = Path(args.out) if args.out else None
-    if out is None and args.suite == "all" and args.scale == "proxy":
+    if out is None and args.suite == "all" and args.scale == "ci":
         out = layout.build  # CI: every record under build/, architecture checks included
+    scales = {}
+    for name in names:  # every suite's scale is decided (and refused) before anything runs
+        suite, _ = layout.load(name)
+        scales[name] = suite.ci_scale if args.scale == "ci" else args.scale
+        if scales[name] not in ("auto", *suite.scales):
+            raise InputError(layout.suites / f"{name}.yaml", "scales",
+                             f"no {args.scale!r} scale planned; this suite has {', '.join(sorted(suite.scales))}"
+                             + (" (`--scale ci` runs each suite at its CI scale)" if args.suite == "all" else ""))
     status, folders = 0, set()
     for name in names:
-        scale = args.scale
-        if args.suite == "all" and scale == "proxy":
-            suite, _ = layout.load(name)
-            scale = suite.ci_scale  # CI: each suite's CPU scale (exact architecture checks run at paper)
-        outcome = execute(layout, name, scale=scale, dry_run=args.dry_run, claims=args.claim,
+        outcome = execute(layout, name, scale=scales[name], dry_run=args.dry_run, claims=args.claim,
                           out=out, control=args.negative_control)
         if args.dry_run:
             print(outcome.plan_text)
@@ -170,8 +174,9 @@ def parser() -> argparse.ArgumentParser:
                    "print each gate's pass probability")
     r = sub.add_parser("run", parents=[root], help="run a suite (or 'all'), judge its claims, write a record and reports")
     r.add_argument("suite", help="suite name, or 'all'")
-    r.add_argument("--scale", default="auto", choices=["auto", "proxy", "gpu", "paper"],
-                   help="auto: architecture suites at their own scale; gpu with CUDA; else proxy")
+    r.add_argument("--scale", default="auto", choices=["auto", "ci", "proxy", "gpu", "paper"],
+                   help="auto: architecture suites at their own scale; gpu with CUDA; else proxy. "
+                        "ci: each suite at its CI scale (proxy, or paper for exact architecture checks)")
     r.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")
     r.add_argument("--claim", action="append", default=[], help="only this claim id (repeatable)")
     r.add_argument("--out", help="write records to OUT/results and reports to OUT/reports")

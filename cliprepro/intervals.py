@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
-from statistics import NormalDist, fmean, variance
+from statistics import NormalDist, variance
 
 CONFIDENCE = 0.95
 SPREAD_UPPER = 0.95  # one-sided level of the spread's upper confidence bound in pass probabilities
@@ -131,6 +131,3 @@ def run_pass_probability(gates: list[float]) -> float:
     (gates of one suite share its run), exact when independent."""
     return math.prod(gates) if gates else 1.0
 
-
-def mean_and_se(samples: list[float]) -> tuple[float, float]:
-    return fmean(samples), (math.sqrt(variance(samples) / len(samples)) if len(samples) > 1 else math.nan)

@@ -14,12 +14,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from cliprepro.claims import KINDS, ExpectedEntry, Scale
 from cliprepro.errors import InputError
 
-SCALES: tuple[str, ...] = ("proxy", "gpu", "paper")
 RunnerName = Literal["throughput", "architecture", "train"]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ScalePlan(Strict):
@@ -105,7 +104,7 @@ def describe_validation_error(path: Path, exc: ValidationError, model: type[Base
     loc = tuple(err["loc"])
     # a discriminated union puts the kind in the location (entries.0.at_least.role): not a field
     field = ".".join(str(p) for p in loc if p not in KINDS) or "(top level)"
-    msg = err["msg"]
+    msg = err["msg"].removeprefix("Value error, ")  # pydantic's prefix for a validator's message
     if err["type"] in ("union_tag_invalid", "union_tag_not_found"):  # the kind picks the class
         field += ".kind"
         allowed = ", ".join(KINDS)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from pydantic import Field
 
+from cliprepro.errors import InputError
 from cliprepro.spec import Strict, parse, read_yaml
 
 
@@ -22,8 +23,18 @@ class UserConfig(Strict):
 
 
 def load(root: Path) -> tuple[UserConfig, Path | None]:
+    """The user config; a path it names that does not exist is bad input (exit 2), naming the key
+    and the file: a configured path is never silently `skipped`."""
     env = os.environ.get("CLIPREPRO_CONFIG")
     path = Path(env) if env else root / "cliprepro.yaml"
     if not path.exists():
+        if env:
+            raise InputError(path, "$CLIPREPRO_CONFIG", "no such file")
         return UserConfig(), None
-    return parse(path, UserConfig, read_yaml(path) or {}), path
+    config = parse(path, UserConfig, read_yaml(path) or {})
+    if config.imagenet_val and not Path(config.imagenet_val).is_dir():
+        raise InputError(path, "imagenet_val", f"no such folder: {config.imagenet_val}")
+    for key, weights in sorted(config.weights.items()):
+        if not Path(weights).exists():
+            raise InputError(path, f"weights.{key}", f"no such file: {weights}")
+    return config, path

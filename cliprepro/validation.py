@@ -20,6 +20,12 @@ def validate_all(layout: Layout) -> list[str]:
         calibration = load_calibration(layout)
     except InputError as exc:
         return [str(exc)]
+    try:  # the user config too: a configured path that does not exist is bad input
+        from cliprepro.userconfig import load
+
+        load(layout.root)
+    except InputError as exc:
+        problems.append(str(exc))
     stray = sorted(p.name for p in layout.expected.glob("*.yaml") if p.stem not in layout.suite_names())
     problems += [f"{layout.expected / s}: (file): no suite of that name in suites/" for s in stray]
     for name in layout.suite_names():

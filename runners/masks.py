@@ -60,6 +60,35 @@ def kept_patches(kind: MaskKind, h: int, w: int, drop_ratio: float) -> int:
     return h * w if drop_ratio == 0 else max(1, int(h * w * (1 - drop_ratio)))  # open_clip's rule
 
 
+def classify_kept(positions: list[list[int]], h: int, w: int) -> str:
+    """Which mask kept these patch positions (one list per sample, row-major on an h x w grid):
+    "all"; "grid" (exactly one patch per 2x2 window, in every sample); "block" (one contiguous
+    rectangle, in every sample); else "random". Counts alone cannot tell the three masks apart."""
+    n = h * w
+    if all(sorted(p) == list(range(n)) for p in positions):
+        return "all"
+
+    def is_grid(p: list[int]) -> bool:
+        cells = {((i // w) // 2, (i % w) // 2) for i in p}
+        return h % 2 == 0 and w % 2 == 0 and len(p) == n // 4 == len(cells)
+
+    def is_block(p: list[int]) -> bool:
+        rows, cols = [i // w for i in p], [i % w for i in p]
+        area = (max(rows) - min(rows) + 1) * (max(cols) - min(cols) + 1)
+        return len(set(p)) == len(p) == area
+
+    if positions and all(is_grid(p) for p in positions):
+        return "grid"
+    if positions and all(is_block(p) for p in positions):
+        return "block"
+    return "random"
+
+
+def planned_mask(kind: MaskKind, drop_ratio: float | None) -> str:
+    """What classify_kept must see in training for a stage's mask settings."""
+    return kind if drop_ratio else "all"
+
+
 class PatchSelect(nn.Module):
     """Keep a grid or block of patch tokens per sample (random cell offset / block position)."""
 

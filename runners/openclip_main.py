@@ -11,11 +11,13 @@ main() and would otherwise exit 0.
 Three options of ours, taken out of ARGS before open_clip_train parses them:
   --cliprepro-mask-kind grid|block   CLIPA's grid / block mask in place of open_clip's random
                                      PatchDropout (the ratio is --force-patch-dropout's)
-  --cliprepro-text-mask syntax|random|block
+  --cliprepro-text-mask syntax|random|simple
                                      open_clip's tokenizer reduction_mask for the captions (CLIPA's
-                                     "block" is open_clip's "simple"); cut to --force-context-length
+                                     "block" is open_clip's "simple", accepted too); cut to
+                                     --force-context-length
   --cliprepro-token-probe PATH       write the token counts entering the first image and text
-                                     blocks in the first training batch to PATH (JSON)
+                                     blocks in the first training batch, and which patch positions
+                                     the image mask kept (first 16 samples), to PATH (JSON)
 """
 from __future__ import annotations
 
@@ -25,7 +27,8 @@ import sys
 from pathlib import Path
 
 EXISTS = 3  # exit status for "Experiment already exists" (open_clip_train prints it and returns -1)
-REDUCTION_MASK = {"truncate": "", "syntax": "syntax", "random": "random", "block": "simple"}
+REDUCTION_MASK = {"truncate": "", "syntax": "syntax", "random": "random", "simple": "simple",
+                  "block": "simple"}  # CLIPA's name for open_clip's "simple"
 OURS = ("--cliprepro-mask-kind", "--cliprepro-text-mask", "--cliprepro-token-probe")
 
 
@@ -44,26 +47,53 @@ def split_args(argv: list[str]) -> tuple[list[str], dict[str, str]]:
     return rest, ours
 
 
+PROBE_SAMPLES = 16  # samples whose kept patch positions are recorded (enough to tell the masks apart)
+
+
+def kept_positions(before, after) -> list[list[int]]:
+    """Patch positions (class token excluded) that survived the image mask, per sample: each kept
+    token is a copy of one input token (position embeddings make them distinct)."""
+    import torch
+
+    out = []
+    for b in range(min(PROBE_SAMPLES, before.shape[0])):
+        x, y = before[b, 1:], after[b, 1:]
+        match = (y[:, None, :] == x[None, :, :]).all(-1)  # [kept, patches]
+        out.append(sorted(int(i) for i in torch.argmax(match.int(), dim=1)))
+    return out
+
+
 def write_first_batch_tokens(model, path: Path) -> None:
-    """Record, once, the sequence lengths entering the first image and text blocks in training."""
-    seen: dict[str, int] = {}
+    """Record, once, the sequence lengths entering the first image and text blocks in training and
+    the patch positions the image mask (open_clip's PatchDropout or ours) kept."""
+    seen: dict = {}
     handles = []
+
+    def done() -> None:
+        if {"image_tokens", "text_tokens", "image_positions"} <= set(seen):
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(seen))
+            tmp.replace(path)
+            for h in handles:
+                h.remove()
 
     def hook(name: str, axis: int):
         def record(module, args):
             if module.training and name not in seen:
                 seen[name] = int(args[0].shape[axis])
-                if len(seen) == 2:
-                    tmp = path.with_suffix(".tmp")
-                    tmp.write_text(json.dumps(seen))
-                    tmp.replace(path)
-                    for h in handles:
-                        h.remove()
+                done()
         return record
+
+    def mask_hook(module, args, output):
+        if model.visual.training and "image_positions" not in seen:
+            seen["image_grid"] = list(model.visual.grid_size)
+            seen["image_positions"] = kept_positions(args[0].detach(), output.detach())
+            done()
 
     for name, tower in (("image_tokens", model.visual.transformer), ("text_tokens", model.transformer)):
         axis = 1 if getattr(tower, "batch_first", True) else 0
         handles.append(tower.resblocks[0].register_forward_pre_hook(hook(name, axis)))
+    handles.append(model.visual.patch_dropout.register_forward_hook(mask_hook))
 
 
 def configure(ours: dict[str, str], patch_dropout: float) -> None:

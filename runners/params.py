@@ -1,11 +1,18 @@
 """Parameter schemas of the runners (pure: importable without torch, so `validate` stays light)."""
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
 from cliprepro.spec import Strict
+from runners.model_names import check_aug_cfg, check_model
+
+ModelName = Annotated[str, AfterValidator(check_model)]  # an open_clip config, official or the repo's
+# open_clip's reduction_mask names (truncate = none); CLIPA's "block" is open_clip's "simple", kept
+# as an alias that is stored as "simple"
+TextMask = Annotated[Literal["truncate", "syntax", "random", "simple"],
+                     BeforeValidator(lambda v: "simple" if v == "block" else v)]
 
 
 class Arm(Strict):
@@ -13,7 +20,7 @@ class Arm(Strict):
     name: str = Field(pattern=r"^[a-z0-9_]+$")
     baseline: str | None = Field(None, description=(
         "arm this one is compared with; 'none' for a reference arm (default: the first arm)"))
-    model: str | None = None
+    model: ModelName | None = None
     patch_dropout: float = Field(0.0, ge=0, lt=1, description="fraction of image patches dropped")
     mask_kind: Literal["random", "grid", "block"] = "random"
     image_size: int | None = Field(None, ge=8, description="resize: fewer patches")
@@ -43,7 +50,7 @@ class OptimizerCfg(Strict):
 class TokenCheck(Strict):
     """Exact count of tokens reaching the first vision block of a full-size model (meta device)."""
     name: str = Field(pattern=r"^[A-Za-z0-9_]+$")
-    model: str
+    model: ModelName
     image_size: int | None = Field(None, ge=8)
 
 
@@ -68,7 +75,7 @@ class Schedule(Strict):
 
 
 class ThroughputParams(Strict):
-    model: str = Field(description="open_clip config name, official or from model_configs/")
+    model: ModelName = Field(description="open_clip config name, official or from model_configs/")
     image_size: int | None = Field(None, ge=8)
     context_length: int | None = Field(None, ge=2)
     modes: list[Literal["step", "image_tower"]] = Field(min_length=1)
@@ -109,13 +116,13 @@ class ThroughputParams(Strict):
 
 class FlopsSpec(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_]+$", description="suffix of the metric names")
-    model: str
+    model: ModelName
     patch_dropouts: list[float] = Field(min_length=1)
 
 
 class ParamCountSpec(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_]+$")
-    model: str
+    model: ModelName
     include_projections: bool = Field(False, description=(
         "False: encoders without their output projection (FLIP Table 9); True: open_clip's "
         "model_profile convention (image tower with its projection, text = the rest)"))
@@ -144,17 +151,17 @@ class Stage(Strict):
     """One open_clip_train run. epochs 0: no training; the init stage's weights are evaluated
     with this stage's model and image size (the 'no fine-tune stage' control)."""
     name: str = Field(pattern=r"^[a-z0-9_]+$")
-    model: str
+    model: ModelName
     image_size: int | None = Field(None, ge=4, description="--force-image-size (resize: fewer tokens)")
     patch_dropout: float | None = Field(None, ge=0, lt=1, description="--force-patch-dropout")
     mask_kind: Literal["random", "grid", "block"] = Field("random", description=(
         "which patches patch_dropout drops: open_clip's random PatchDropout, or CLIPA's grid / block"))
     context_length: int | None = Field(None, ge=3, description="--force-context-length (text tokens)")
-    text_mask: Literal["truncate", "syntax", "random", "block"] = Field("truncate", description=(
+    text_mask: TextMask = Field("truncate", description=(
         "how captions are cut to context_length: open_clip's reduction_mask '' / syntax / random / "
-        "simple (CLIPA's 'block')"))
+        "simple (CLIPA's 'block', accepted as an alias)"))
     epochs: int = Field(ge=0)
-    samples_per_epoch: int | None = Field(None, ge=1, description="--train-num-samples (a partial epoch)")
+    train_num_samples: int | None = Field(None, ge=1, description="--train-num-samples (a partial epoch)")
     batch_size: int = Field(ge=1)
     lr: float = Field(gt=0)
     warmup: int = Field(0, ge=0)
@@ -198,8 +205,8 @@ class TextCheck(Strict):
     open_clip's own tokenizer on the eval captions of one phrasing group."""
     name: str = Field(pattern=r"^[a-z0-9_]+$")
     context_length: int = Field(ge=3)
-    mask: Literal["truncate", "syntax", "random", "block"]
-    reference: Literal["truncate", "syntax", "random", "block"] = "truncate"
+    mask: TextMask
+    reference: TextMask = "truncate"
     captions: Literal["filler_first", "content_first", "all"] = "filler_first"
 
 
@@ -265,7 +272,7 @@ class PaperStage(Strict):
     """One stage of a published multi-GPU recipe; per-GPU batch and lr are derived, never typed."""
     name: str = Field(pattern=r"^[a-z0-9_]+$")
     script: str = Field(description="the published script this stage mirrors")
-    model: str
+    model: ModelName
     image_size: int | None = Field(None, ge=8, description="--force-image-size; None: the model's own")
     patch_dropout: float | None = Field(None, ge=0, lt=1, description="--force-patch-dropout")
     init: str = Field("previous", description="'scratch', 'previous' or an earlier stage's name "
@@ -275,7 +282,7 @@ class PaperStage(Strict):
     warmup: int = Field(ge=0)
     epochs: int = Field(ge=1)
     train_num_samples: int | None = Field(None, ge=1)
-    aug_cfg: dict[str, str] = {}
+    aug_cfg: Annotated[dict[str, str], AfterValidator(check_aug_cfg)] = {}
     weights_key: str = Field(description="user-config key of the released checkpoint of this stage")
 
 

@@ -116,21 +116,18 @@ def _png(image: np.ndarray) -> bytes:
 
 
 def _write_shards(folder: Path, pattern: str, rows: list[dict], per_shard: int) -> list[str]:
+    """webdataset's ShardWriter: `pattern` (printf style, e.g. shard-%05d.tar), per_shard rows each."""
     folder.mkdir(parents=True, exist_ok=True)
-    names = []
-    for start in range(0, len(rows), per_shard):
-        name = pattern.format(start // per_shard)
-        with wds.TarWriter(str(folder / name)) as sink:
-            for row in rows[start:start + per_shard]:
-                sink.write(row)
-        names.append(name)
-    return names
+    with wds.ShardWriter(str(folder / pattern), maxcount=per_shard, verbose=0) as sink:
+        for row in rows:
+            sink.write(row)
+    return [pattern % i for i in range(-(-len(rows) // per_shard))]
 
 
 def _build(spec: DataSpec, out: Path) -> None:
     train = [sample(spec, "train", i) for i in range(spec.train_samples)]
     rows = [{"__key__": f"{i:08d}", "png": _png(s.image), "txt": s.caption} for i, s in enumerate(train)]
-    shards = _write_shards(out / "train", "shard-{:05d}.tar", rows, spec.shard_samples)
+    shards = _write_shards(out / "train", "shard-%05d.tar", rows, spec.shard_samples)
     counts = {n: min(spec.shard_samples, spec.train_samples - i * spec.shard_samples) for i, n in enumerate(shards)}
     (out / "train" / "sizes.json").write_text(json.dumps(counts, indent=1))
     evals = [sample(spec, "eval", i) for i in range(spec.eval_samples)]
@@ -138,13 +135,13 @@ def _build(spec: DataSpec, out: Path) -> None:
     for attribute, classes in ATTRIBUTES.items():
         root = out / "eval" / f"wds_{attribute}"
         rows = [{"__key__": f"{i:08d}", "png": p, "cls": s.labels[attribute]} for i, (s, p) in enumerate(zip(evals, pngs))]
-        n = _write_shards(root / "test", "{}.tar", rows, spec.shard_samples)
+        n = _write_shards(root / "test", "%d.tar", rows, spec.shard_samples)
         (root / "test" / "nshards.txt").write_text(f"{len(n)}\n")
         (root / "classnames.txt").write_text("\n".join(classes) + "\n")
         (root / "zeroshot_classification_templates.txt").write_text("\n".join(TEMPLATES[attribute]) + "\n")
     root = out / "eval" / "wds_retrieval"
     rows = [{"__key__": f"{i:08d}", "png": p, "txt": s.caption} for i, (s, p) in enumerate(zip(evals, pngs))]
-    n = _write_shards(root / "test", "{}.tar", rows, spec.shard_samples)
+    n = _write_shards(root / "test", "%d.tar", rows, spec.shard_samples)
     (root / "test" / "nshards.txt").write_text(f"{len(n)}\n")
     (root / "dataset_type.txt").write_text("retrieval\n")
     (out / "eval" / "labels.json").write_text(json.dumps(

@@ -27,7 +27,7 @@ from runners import params as schemas
 from runners.params import PaperRecipe, Stage, TrainParams as Params
 from runners.proxydata import DataSpec, chance_pct, ensure
 from runners.flops import tower_flops
-from runners.masks import kept_patches
+from runners.masks import classify_kept, kept_patches, planned_mask
 from runners.models import image_token_count, model_config, with_overrides
 from runners.recipe import describe
 
@@ -75,8 +75,8 @@ def stage_argv(params: Params, stage: Stage, data: Path, logs: Path, seed: int,
         argv += ["--force-patch-dropout", str(stage.patch_dropout)]
     if stage.context_length:
         argv += ["--force-context-length", str(stage.context_length)]
-    if stage.samples_per_epoch:
-        argv += ["--train-num-samples", str(stage.samples_per_epoch)]
+    if stage.train_num_samples:
+        argv += ["--train-num-samples", str(stage.train_num_samples)]
     if init is not None:
         argv += ["--pretrained", str(init)]
     if stage.mask_kind != "random":
@@ -158,7 +158,7 @@ def plan(params: Params | PaperRecipe, scale: str) -> str:
         lines.append(f"  stage {s.name}: {s.model} at {s.image_size or 'native'} px"
                      f"{''.join(', ' + c for c in cuts if c)} ({tokens['image_tokens']} image / "
                      f"{tokens['text_tokens']} text tokens), {s.epochs} epochs"
-                     f"{f' of {s.samples_per_epoch} samples' if s.samples_per_epoch else ''}, batch "
+                     f"{f' of {s.train_num_samples} samples' if s.train_num_samples else ''}, batch "
                      f"{s.batch_size}, lr {s.lr}, warmup {s.warmup}, from {s.init}, seeds {params.seeds_of(s)}")
     return "\n".join(lines)
 
@@ -210,8 +210,22 @@ def _check_probe(stage: Stage, logs: Path) -> list[str]:
     if not probe.exists():
         return [f"stage {stage.name}: no first-batch token probe at {probe}"]
     seen, planned = json.loads(probe.read_text()), planned_tokens(stage)
-    return [f"stage {stage.name}: {k} planned {planned[k]}, first training batch had {seen.get(k)}"
-            for k in planned if seen.get(k) != planned[k]]
+    errors = [f"stage {stage.name}: {k} planned {planned[k]}, first training batch had {seen.get(k)}"
+              for k in planned if seen.get(k) != planned[k]]
+    mask = mask_seen(seen)
+    want = planned_mask(stage.mask_kind, stage.patch_dropout)
+    if mask != want:  # counts cannot tell grid, block and random apart; the positions can
+        errors.append(f"stage {stage.name}: image mask planned {want}, the first training batch kept "
+                      f"patches as {mask}")
+    return errors
+
+
+def mask_seen(probe: dict) -> str | None:
+    """How the first training batch's kept patch positions look (None: not recorded)."""
+    if "image_positions" not in probe:
+        return None
+    h, w = probe["image_grid"]
+    return classify_kept(probe["image_positions"], h, w)
 
 
 def run(params: Params | PaperRecipe, scale: str, build_dir: Path = CACHE) -> Output:
@@ -230,7 +244,7 @@ def run(params: Params | PaperRecipe, scale: str, build_dir: Path = CACHE) -> Ou
     gflop: dict[str, float] = {}
     for stage in params.stages:
         init = params.init_of(stage)
-        own = stage.epochs * (stage.samples_per_epoch or spec.train_samples) * train_gflop_per_sample(stage)
+        own = stage.epochs * (stage.train_num_samples or spec.train_samples) * train_gflop_per_sample(stage)
         gflop[stage.name] = own + (gflop[init.name] if init else 0.0)  # compute from scratch to here
         for seed in params.seeds_of(stage):
             logs = build_dir / "train" / stage_key(params, stage, spec, seed)
@@ -250,7 +264,9 @@ def run(params: Params | PaperRecipe, scale: str, build_dir: Path = CACHE) -> Ou
             probe = logs / PROBE
             out.points.append({"stage": stage.name, "seed": seed, "seconds": round(time.time() - started, 1),
                                "train_gflop": round(gflop[stage.name], 3), "cache_key": logs.name,
-                               **(json.loads(probe.read_text()) if probe.exists() and stage.epochs else {}),
+                               **({k: v for k, v in json.loads(probe.read_text()).items() if k.endswith("_tokens")}
+                                  | {"image_mask_seen": mask_seen(json.loads(probe.read_text()))}
+                                  if probe.exists() and stage.epochs else {}),
                                "predictions": zeroshot.pack(correct[(stage.name, seed)]),
                                **{k: round(v, 4) for k, v in scores_here.items()}})
     for name, values in accs.items():  # per attribute: shown, not judged (claims judge paired metrics)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from cliprepro.cli import main
+from cliprepro.errors import InputError
 from tests.conftest import REPO
 
 
@@ -22,6 +23,75 @@ def _edit(path: Path, old: str, new: str) -> None:
     text = path.read_text()
     assert old in text, f"{old!r} not in {path}"
     path.write_text(text.replace(old, new, 1))
+
+
+class TestBadInputClasses:
+    """Each class of bad input is refused with exit 2, naming the file, the field and what is
+    allowed: by `validate` and by the run (a dry run included), never a traceback."""
+
+    L16 = "suites/clipa_l16.yaml"
+
+    @pytest.mark.parametrize("old,new,field,says", [
+        ("{name: pretrain, model: ViT-TinyL-CL16,", "{name: pretrain, model: ViT-TinyL-CL61,",
+         "scales.proxy.params.stages.0.model", "unknown model 'ViT-TinyL-CL61': not an open_clip config nor in model_configs/; did you mean ViT-TinyL-CL16"),
+        ("script: vit_l16/i17_t16_pretrain.sh, model: ViT-L-16-CL16-GAP,",
+         "script: vit_l16/i17_t16_pretrain.sh, model: ViT-L-16-CL16-GAB,",
+         "scales.paper.params.stages.0.model", "unknown model 'ViT-L-16-CL16-GAB': not an open_clip config nor in model_configs/; did you mean "
+         "ViT-L-16-CL16-GAP"),
+        ("    runtime_s: 360", "    runtime_s: .inf", "scales.proxy.runtime_s", "finite"),
+        ("    runtime_s: 360", "    runtime_s: .nan", "scales.proxy.runtime_s", "finite"),
+        ("    runtime_s: 360", "    runtime_s: -5", "scales.proxy.runtime_s", "greater than 0"),
+        ("    runtime_s: 360", "    runtime_s: 0", "scales.proxy.runtime_s", "greater than 0"),
+        ('aug_cfg: {scale: "(0.4, 1.0)",', 'aug_cfg: {scales: "(0.4, 1.0)",', "aug_cfg",
+         "aug_cfg.scales: not a field of open_clip's AugmentationCfg; allowed: scale"),
+        ('aug_cfg: {scale: "(0.4, 1.0)",', 'aug_cfg: {scale: "(0.4, 1.0",', "aug_cfg", "is not a Python literal"),
+        ('aug_cfg: {scale: "(0.4, 1.0)",', 'aug_cfg: {scale: "0.4",', "aug_cfg", "must be a pair of numbers"),
+        ('color_jitter_prob: "0.8"', 'color_jitter_prob: "1.8"', "aug_cfg", "a probability in [0, 1]"),
+    ])
+    @pytest.mark.parametrize("how", ["validate", "dry-run"])
+    def test_suite_file(self, root_copy, capsys, old, new, field, says, how):
+        _edit(root_copy / self.L16, old, new)
+        scale = "paper" if ("paper" in field or "aug_cfg" in field) else "proxy"
+        argv = ["validate"] if how == "validate" else ["run", "clipa_l16", "--scale", scale, "--dry-run"]
+        assert main(["--root", str(root_copy), *argv]) == 2
+        err = capsys.readouterr().err
+        assert self.L16 in err and field in err and says in err, err
+
+    @pytest.mark.parametrize("config,key,says", [
+        ("imagenet_val: {root}/nowhere\n", "imagenet_val", "no such folder"),
+        ("weights:\n  clipa_l16_i17_t16_pretrain: {root}/nowhere.pt\n", "weights.clipa_l16_i17_t16_pretrain",
+         "no such file"),
+    ])
+    @pytest.mark.parametrize("argv", [["validate"], ["run", "clipa_l16", "--scale", "paper"],
+                                      ["run", "clipa_l16", "--scale", "auto", "--dry-run"]])
+    def test_user_config_paths(self, root_copy, capsys, monkeypatch, config, key, says, argv):
+        monkeypatch.delenv("CLIPREPRO_CONFIG", raising=False)
+        (root_copy / "cliprepro.yaml").write_text(config.format(root=root_copy))
+        assert main(["--root", str(root_copy), *argv]) == 2
+        err = capsys.readouterr().err
+        assert f"cliprepro.yaml: {key}: {says}" in err
+        assert not list((root_copy / "build").rglob("*.json"))  # nothing half-run
+
+    @pytest.mark.parametrize("argv,says", [
+        (["run", "flip_flops", "--scale", "proxy"], "no 'proxy' scale planned; this suite has paper"),
+        (["run", "all", "--scale", "proxy", "--dry-run"], "`--scale ci` runs each suite at its CI scale"),
+        (["run", "clipa_l16", "--scale", "gpu"], "this suite has paper, proxy"),
+    ])
+    def test_a_scale_the_suite_does_not_have(self, root_copy, capsys, argv, says):
+        assert main(["--root", str(root_copy), *argv]) == 2
+        err = capsys.readouterr().err
+        assert "suites/" in err and "scales" in err and says in err
+        assert not (root_copy / "build").exists()  # refused before anything ran
+
+    def test_scale_ci_is_each_suites_own(self, root_copy, capsys):
+        assert main(["--root", str(root_copy), "run", "all", "--scale", "ci", "--dry-run"]) == 0
+        out = capsys.readouterr().out
+        assert "flip_flops @ paper (dry run" in out and "clipa_l16 @ proxy (dry run" in out
+
+    def test_unknown_model_dry_run_is_not_a_traceback(self, root_copy):
+        _edit(root_copy / "suites/flip_speedup.yaml", "model: ViT-Proxy-256tok", "model: ViT-Proxy-265tok")
+        proc = _cli(root_copy, "run", "flip_speedup", "--scale", "proxy", "--dry-run")
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr and "did you mean" in proc.stderr
 
 
 class TestBadInput:
@@ -107,6 +177,8 @@ class TestPaperScaleTraining:
     def test_a_paper_run_that_measured_nothing_stays_in_build_with_no_user_paths(self, root_copy, monkeypatch):
         """Every claim skipped: the record is not for results/; it names config keys, not paths."""
         monkeypatch.delenv("CLIPREPRO_CONFIG", raising=False)
+        (root_copy / "secret").mkdir()
+        (root_copy / "secret" / "x.pt").write_bytes(b"not read: ImageNet is not configured")
         (root_copy / "cliprepro.yaml").write_text(f"weights:\n  clipa_l16_i17_t16_pretrain: {root_copy}/secret/x.pt\n")
         assert main(["--root", str(root_copy), "run", "clipa_l16", "--scale", "paper"]) == 0
         assert not list((root_copy / "results").glob("clipa_l16__*"))
@@ -133,8 +205,9 @@ class TestPaperScaleTraining:
         assert pick_scale(suite, "auto", cuda=False, weights=True) == "paper"
         assert pick_scale(suite, "auto", cuda=True, weights=True) == "paper"  # weights before a GPU
         assert pick_scale(suite, "auto", cuda=True, weights=False) == "proxy"  # clipa_l16 has no gpu scale
-        (root_copy / "in1k").rmdir()  # a configured folder that is gone: not configured
-        assert not released_weights_configured(layout, suite)
+        (root_copy / "in1k").rmdir()  # a configured folder that is gone: bad input, naming the key
+        with pytest.raises(InputError, match="cliprepro.yaml: imagenet_val: no such folder"):
+            released_weights_configured(layout, suite)
 
     @pytest.mark.parametrize("where", ["before", "after"])
     def test_root_before_or_after_the_command(self, root_copy, tmp_path, monkeypatch, capsys, where):

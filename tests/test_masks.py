@@ -5,7 +5,7 @@ import pytest
 import torch
 from open_clip.transformer import PatchDropout
 
-from runners.masks import (PatchSelect, block_keep_indices, block_shape, grid_keep_indices, install,
+from runners.masks import (PatchSelect, block_keep_indices, classify_kept, block_shape, grid_keep_indices, install,
                            kept_patches)
 from runners.models import TokenProbe, build, model_config
 
@@ -296,3 +296,37 @@ class TestInstall:
         model = proxy_model()
         with pytest.raises(ValueError):
             install(model, "grid", 0.5)
+
+
+class TestClassifyKept:
+    """What the training probe calls the kept patch positions (runners.masks.classify_kept)."""
+
+    @pytest.mark.parametrize("positions,h,w,kind", [
+        ([list(range(16))], 4, 4, "all"),
+        ([[0, 2, 8, 10]], 4, 4, "grid"),                      # one per 2x2 window, offset (0, 0)
+        ([[5, 7, 13, 15], [0, 3, 8, 11]], 4, 4, "grid"),      # offsets differ per sample
+        ([[0, 1, 4, 5]], 4, 4, "block"),
+        ([[10, 11, 14, 15], [1, 2, 5, 6]], 4, 4, "block"),
+        ([[0, 1, 2, 3]], 4, 4, "block"),                      # a 1x4 row is a rectangle
+        ([[0, 1, 4, 5], [0, 2, 8, 10]], 4, 4, "random"),      # neither in every sample
+        ([[0, 3, 12, 15]], 4, 4, "grid"),                     # corners: one per window
+        ([[0, 1, 12, 15]], 4, 4, "random"),
+        ([[0, 1, 3]], 4, 4, "random"),                        # three patches, not contiguous
+        ([[0, 3, 4]], 3, 2, "random"),                        # odd grid: never a grid mask
+    ])
+    def test_table(self, positions, h, w, kind):
+        assert classify_kept(positions, h, w) == kind
+
+    @pytest.mark.parametrize("kind", ["grid", "block"])
+    def test_patch_select_is_recognised(self, kind):
+        sel = PatchSelect(kind, (8, 8), 0.75)
+        idx = sel.sample_indices(16, torch.Generator().manual_seed(0))
+        assert classify_kept([sorted(map(int, row)) for row in idx], 8, 8) == kind
+
+    def test_random_patch_dropout_is_recognised(self):
+        from runners.openclip_main import kept_positions
+
+        torch.manual_seed(0)
+        x = torch.randn(16, 1 + 64, 8)
+        y = PatchDropout(0.75).train()(x)
+        assert classify_kept(kept_positions(x, y), 8, 8) == "random"

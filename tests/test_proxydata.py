@@ -57,6 +57,7 @@ class TestShards:
         assert out.name == f"proxy-{SPEC.fingerprint()}"
         sizes = json.loads((out / "train" / "sizes.json").read_text())
         assert sizes == {"shard-00000.tar": 32, "shard-00001.tar": 32}
+        assert sorted(p.name for p in (out / "train").glob("*.tar")) == sorted(sizes)  # no empty shard
         for attribute, classes in ATTRIBUTES.items():
             root = out / "eval" / f"wds_{attribute}"
             assert (root / "test" / "nshards.txt").read_text().strip() == "1"
@@ -67,6 +68,18 @@ class TestShards:
         assert ensure(SPEC, tmp_path) == out  # cached: not rebuilt
         assert hashlib.sha256((out / "train" / "shard-00000.tar").read_bytes()).hexdigest() == before
         assert not [p for p in tmp_path.iterdir() if p.name.startswith(".building-")]
+
+    @pytest.mark.parametrize("rows,per_shard,names", [(5, 2, ["s-0.tar", "s-1.tar", "s-2.tar"]),
+                                                      (4, 2, ["s-0.tar", "s-1.tar"]), (1, 8, ["s-0.tar"])])
+    def test_shard_writer_names_and_counts(self, tmp_path, rows, per_shard, names):
+        import webdataset as wds
+
+        from runners.proxydata import _write_shards
+
+        got = _write_shards(tmp_path, "s-%d.tar", [{"__key__": f"{i:03d}", "txt": str(i)} for i in range(rows)], per_shard)
+        assert got == names == sorted(p.name for p in tmp_path.glob("*.tar"))
+        keys = [x["__key__"] for x in wds.WebDataset([str(tmp_path / n) for n in names], shardshuffle=False)]
+        assert keys == [f"{i:03d}" for i in range(rows)]
 
     def test_fingerprint_follows_parameters(self):
         assert SPEC.fingerprint() != DataSpec(seed=3, image_px=48).fingerprint()

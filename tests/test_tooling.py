@@ -29,7 +29,7 @@ class TestBootstrap:
     def test_requirements_come_from_pyproject(self, tmp_path):
         reqs = _bootstrap(REPO).requirements()
         assert "open_clip_torch" in reqs and "requests" in reqs and "pytest" in reqs
-        assert "deepspeed" not in reqs  # an opt-in extra
+        assert "deepspeed" not in reqs and "pyflakes" in reqs and "scikit-learn" in reqs  # no code uses DeepSpeed yet
 
 
 class TestTox:
@@ -53,4 +53,4 @@ def test_readme_starts_with_exactly_two_commands():
     block = re.search(r"```bash\n(.*?)```", text, re.S).group(1)
     commands = [line for line in block.splitlines() if line.strip()]
     assert len(commands) == 2 and text.index("```bash") < text.index("\n## ")
-    assert commands[0].startswith("bin/cliprepro run all --scale proxy") and commands[1].startswith("bin/test")
+    assert commands[0].startswith("bin/cliprepro run all --scale ci") and commands[1].startswith("bin/test")

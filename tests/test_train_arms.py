@@ -14,6 +14,8 @@ from cliprepro.record import Metric
 from runners import contrasts
 from runners.params import Stage, TrainParams
 from runners.proxydata import DataSpec
+from runners import train
+from runners.masks import planned_mask
 from runners.train import planned_tokens, stage_argv, stage_key
 
 BASE = dict(model="ViT-Tiny96-P8", epochs=1, batch_size=8, lr=1e-3)
@@ -68,7 +70,7 @@ class TestStageKey:
         assert stage_key(one, one.stages[0], self.SPEC, 0) == stage_key(other, other.stages[0], self.SPEC, 0)
 
     @pytest.mark.parametrize("change", [{"lr": 2e-3}, {"text_mask": "syntax"}, {"patch_dropout": 0.5},
-                                        {"samples_per_epoch": 32}])
+                                        {"train_num_samples": 32}])
     def test_training_changes_split_it(self, change):
         a, b = params({"name": "s"}), params({"name": "s", **change})
         assert stage_key(a, a.stages[0], self.SPEC, 0) != stage_key(b, b.stages[0], self.SPEC, 0)
@@ -85,9 +87,9 @@ class TestStageArgv:
     @pytest.mark.parametrize("fields,expect,absent", [
         ({"patch_dropout": 0.75, "mask_kind": "grid"},
          {"--force-patch-dropout": "0.75", "--cliprepro-mask-kind": "grid"}, ["--cliprepro-text-mask"]),
-        ({"context_length": 8, "text_mask": "block"},
-         {"--force-context-length": "8", "--cliprepro-text-mask": "block"}, ["--cliprepro-mask-kind"]),
-        ({"samples_per_epoch": 256}, {"--train-num-samples": "256"}, ["--force-context-length"]),
+        ({"context_length": 8, "text_mask": "block"},  # CLIPA's name: stored as open_clip's
+         {"--force-context-length": "8", "--cliprepro-text-mask": "simple"}, ["--cliprepro-mask-kind"]),
+        ({"train_num_samples": 256}, {"--train-num-samples": "256"}, ["--force-context-length"]),
     ])
     def test_flags(self, tmp_path, fields, expect, absent):
         p = params({"name": "s", **fields})
@@ -129,10 +131,29 @@ class TestFirstBatchTokens:
         tokenizer = oc_main.get_tokenizer(stage.model, context_length=stage.context_length)
         side = stage.image_size or 32
         model.train()(torch.zeros(2, 3, side, side), tokenizer(["a photo of the image of a large red ring"] * 2))
-        assert json.loads(probe.read_text()) == planned_tokens(stage)
+        seen = json.loads(probe.read_text())
+        assert {k: seen[k] for k in ("image_tokens", "text_tokens")} == planned_tokens(stage)
+        assert train.mask_seen(seen) == planned_mask(stage.mask_kind, stage.patch_dropout)
         if stage.text_mask == "syntax":  # the tokenizer open_clip_train gets keeps the content words
             kept = tokenizer.decode(tokenizer(["a photo of the image of a large red ring"])[0][1:7].tolist())
             assert {"large", "red", "ring"} <= set(kept.split())
+
+    @pytest.mark.parametrize("mask_kind,dropout,positions,errors", [
+        ("grid", 0.75, [[0, 2, 8, 10], [5, 7, 13, 15]], []),
+        ("grid", 0.75, [[0, 1, 4, 5], [5, 6, 9, 10]], ["image mask planned grid", "as block"]),
+        ("grid", 0.75, [[0, 3, 6, 9], [1, 2, 4, 15]], ["image mask planned grid", "as random"]),
+        ("block", 0.75, [[0, 1, 4, 5], [10, 11, 14, 15]], []),
+        ("random", 0.75, [[0, 3, 6, 9], [1, 2, 4, 15]], []),
+        ("random", None, [list(range(16))] * 2, []),
+    ])
+    def test_check_probe_compares_positions(self, tmp_path, mask_kind, dropout, positions, errors):
+        """Grid, block and random keep 4 of 16 patches alike: only the positions tell them apart."""
+        stage = Stage(name="s", **{**BASE, "patch_dropout": dropout, "mask_kind": mask_kind})
+        counts = planned_tokens(stage)
+        (tmp_path / train.PROBE).write_text(json.dumps({**counts, "image_grid": [4, 4],
+                                                        "image_positions": positions}))
+        got = train._check_probe(stage, tmp_path)
+        assert len(got) == (1 if errors else 0) and all(e in got[0] for e in errors)
 
     def test_split_args(self):
         from runners.openclip_main import split_args
@@ -205,5 +226,5 @@ def test_masks_reach_the_first_training_batch(tmp_path):
                         Stage(name="syntax", context_length=8, text_mask="syntax", **tiny)])
     out = run(p, "proxy", tmp_path)
     assert out.errors == []
-    seen = {pt["stage"]: (pt["image_tokens"], pt["text_tokens"]) for pt in out.points}
-    assert seen == {"grid": (5, 32), "block": (5, 32), "syntax": (17, 8)}
+    seen = {pt["stage"]: (pt["image_tokens"], pt["text_tokens"], pt["image_mask_seen"]) for pt in out.points}
+    assert seen == {"grid": (5, 32, "grid"), "block": (5, 32, "block"), "syntax": (17, 8, "all")}

@@ -28,7 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY_FILES = ("pyproject.toml", "constraints.txt")
-EXTRAS = ("test",)  # deepspeed stays an opt-in extra: nothing in CI needs it
+EXTRAS = ("test",)
 MARKER = ".cliprepro-complete"
 
 
