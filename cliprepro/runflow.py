@@ -80,16 +80,14 @@ CALIBRATION_SEED_BASE = 100  # calibration runs train with seeds 100, 101, ...; 
 
 def runner_params(layout: Layout, suite: Suite, scale: str, control: str | None,
                   calibration_index: int | None = None):
-    from runners import get
+    from runners import get, params_schema
 
     runner = get(suite.runner)
-    data = dict(suite.scales[scale].params)
-    if control:
-        data.update(suite.negative_controls[control].overrides)
+    data = suite.params_for(scale, control)
     if calibration_index is not None and "seeds" in data:  # never share a trained model with a check
         n = len(data["seeds"])
         data["seeds"] = [CALIBRATION_SEED_BASE + calibration_index * n + k for k in range(n)]
-    schema = runner.params_schema(scale) if hasattr(runner, "params_schema") else runner.Params
+    schema = params_schema(suite.runner, scale)
     try:
         params = schema.model_validate(data)
     except ValidationError as exc:

@@ -13,8 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from cliprepro.claims import KINDS, ExpectedEntry, Scale
 from cliprepro.errors import InputError
+from runners import RUNNERS
 
-RunnerName = Literal["throughput", "architecture", "train"]
+RunnerName = Literal[RUNNERS]  # the one registry: runners.RUNNERS
 
 
 class Strict(BaseModel):
@@ -25,7 +26,10 @@ class ScalePlan(Strict):
     hardware: str = Field(description="what this scale runs on, for a human")
     runtime_s: float = Field(gt=0, description="expected wall time; a run over 1.5x is an error")
     requires: list[Literal["cuda"]] = []
-    params: dict[str, Any] = Field(description="runner parameters, checked by the runner's schema")
+    params: dict[str, Any] = Field({}, description=(
+        "runner parameters of this scale, overriding the suite's `params` key by key"))
+    inherit_params: bool = Field(True, description=(
+        "false: this scale's params stand alone (a paper-scale recipe has another schema)"))
 
 
 class NegativeControl(Strict):
@@ -46,6 +50,8 @@ class Suite(Strict):
     command: str
     fidelity: str = Field(description="what the proxy keeps from the paper and what it changes")
     runner: RunnerName
+    params: dict[str, Any] = Field({}, description=(
+        "runner parameters shared by every scale; each scale and control overrides only what differs"))
     ci_scale: Scale = Field(description="the scale CI runs (proxy, or paper for CPU-exact checks)")
     scales: dict[Scale, ScalePlan]
     negative_controls: dict[str, NegativeControl] = {}
@@ -56,6 +62,15 @@ class Suite(Strict):
             raise ValueError(f"ci_scale {self.ci_scale!r} has no plan under scales "
                              f"(planned: {sorted(self.scales)})")
         return self
+
+    def params_for(self, scale: str, control: str | None = None) -> dict[str, Any]:
+        """The one merge: the suite's params, then the scale's, then a control's overrides (each
+        replaces whole top-level keys)."""
+        plan = self.scales[scale]
+        merged = {**(self.params if plan.inherit_params else {}), **plan.params}
+        if control:
+            merged.update(self.negative_controls[control].overrides)
+        return merged
 
     def gates_of(self, control: str) -> list[str]:
         return self.negative_controls[control].gates

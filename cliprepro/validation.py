@@ -1,6 +1,8 @@
 """`cliprepro validate`: every suite and expected file, and how they refer to each other."""
 from __future__ import annotations
 
+import difflib
+
 from pydantic import ValidationError
 
 from cliprepro.calibration import calibrated_fields, expected_from_records, load_calibration
@@ -10,7 +12,7 @@ from cliprepro.errors import InputError
 from cliprepro.layout import Layout
 from cliprepro.spec import describe_validation_error
 from cliprepro.verdict import attainability_problems
-from runners.params import params_schema
+from runners import declared_metrics, params_schema
 
 
 def validate_all(layout: Layout) -> list[str]:
@@ -35,17 +37,20 @@ def validate_all(layout: Layout) -> list[str]:
             problems.append(str(exc))
             continue
         spath, epath = layout.suites / f"{name}.yaml", layout.expected / f"{name}.yaml"
-        for scale, plan in suite.scales.items():
+        produced: dict[str, set[str]] = {}  # scale -> metrics its params will write
+        for scale in suite.scales:
             schema = params_schema(suite.runner, scale)
-            variants = [("", plan.params)] + [(f" with negative control {c}", {**plan.params, **nc.overrides})
-                                              for c, nc in suite.negative_controls.items()
-                                              if scale == suite.ci_scale]  # controls run at CI scale
-            for label, data in variants:
+            variants = [(None, "")] + [(c, f" with negative control {c}") for c in suite.negative_controls
+                                       if scale == suite.ci_scale]  # controls run at CI scale
+            for control, label in variants:
                 try:
-                    schema.model_validate(data)
+                    params = schema.model_validate(suite.params_for(scale, control))
                 except ValidationError as exc:
                     err = describe_validation_error(spath, exc, schema)
                     problems.append(f"{spath}: scales.{scale}.params.{err.field}{label}: {err.problem}")
+                    continue
+                if control is None:
+                    produced[scale] = declared_metrics(params)
         gates = {e.claim for e in exp.entries if e.role == "gate"}
         for cname, control in suite.negative_controls.items():
             for g in control.gates:
@@ -58,6 +63,10 @@ def validate_all(layout: Layout) -> list[str]:
                                 "every claim id belongs to exactly one suite")
             if e.scale not in suite.scales:
                 problems.append(f"{where}: scale: the suite plans only {sorted(suite.scales)}")
+            elif e.scale in produced and e.metric not in produced[e.scale]:
+                close = difflib.get_close_matches(e.metric, sorted(produced[e.scale]), n=3, cutoff=0.6)
+                problems.append(f"{where}: metric: {e.metric!r} is not a metric the {e.scale} params of {spath} "
+                                f"produce{'; did you mean ' + ', '.join(close) + '?' if close else ''}")
             if e.negative_control and (e.negative_control not in suite.negative_controls
                                        or e.claim not in suite.gates_of(e.negative_control)):
                 problems.append(f"{where}: negative_control: {e.negative_control!r} must be defined in "

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from cliprepro.provenance import device_info
 from runners.flops import tower_flops
+from runners import metric_names as names
 from runners.models import build, model_config, with_overrides
 from runners.output import Output, exact
 from runners.params import ArchitectureParams as Params
@@ -42,20 +43,16 @@ def plan(params: Params, scale: str) -> str:
     return "\n".join(lines)
 
 
-def _mask_label(ratio: float) -> str:
-    return f"mask{round(ratio * 100)}"
-
-
 def run(params: Params, scale: str, build_dir: Path | None = None) -> Output:
     out = Output(device=device_info(None))
     for spec in params.flops:
         base_img, base_txt = tower_flops(_cfg(params, spec.model, 0.0))
-        out.metrics[f"text_pct_of_image_{spec.name}"] = exact(100 * base_txt / base_img, "%")
+        out.metrics[names.text_share(spec.name)] = exact(100 * base_txt / base_img, "%")
         out.points.append({"flops": spec.name, "patch_dropout": 0.0, "image_fwd_flops": base_img,
                            "text_fwd_flops": base_txt})
         for ratio in spec.patch_dropouts:  # the label is the planned ratio, whether applied or not
             img, txt = tower_flops(_cfg(params, spec.model, ratio if params.apply_patch_dropout else 0.0))
-            out.metrics[f"flops_ratio_{spec.name}_{_mask_label(ratio)}"] = exact(
+            out.metrics[names.flops_ratio(spec.name, ratio)] = exact(
                 (img + txt) / (base_img + base_txt), "x")
             out.points.append({"flops": spec.name, "patch_dropout": ratio, "image_fwd_flops": img,
                                "text_fwd_flops": txt})
@@ -69,8 +66,8 @@ def run(params: Params, scale: str, build_dir: Path | None = None) -> Output:
         total = sum(p.numel() for p in model.parameters())
         if not spec.include_projections:
             visual, text = visual - visual_proj, text - text_proj
-        for part, count in (("vision", visual), ("text", text), ("total", total)):
-            out.metrics[f"params_{part}_M_{spec.name}"] = exact(count / 1e6, "M")
+        for part, count in zip(names.PARAM_PARTS, (visual, text, total)):
+            out.metrics[names.param_count(part, spec.name)] = exact(count / 1e6, "M")
         out.points.append({"params": spec.name, "vision": visual, "text": text, "total": total,
                            "include_projections": spec.include_projections})
     return out

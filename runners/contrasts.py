@@ -12,6 +12,7 @@ import math
 import numpy as np
 
 from cliprepro.record import Metric
+from runners import metric_names as names
 from runners.output import paired_gain
 from runners.params import TrainParams
 
@@ -47,14 +48,14 @@ def best_of(gains: list[Metric]) -> Metric:
 def all_metrics(params: TrainParams, correct: dict[tuple[str, int], np.ndarray]) -> dict[str, Metric]:
     metrics: dict[str, Metric] = {}
     for c in params.compare:
-        metrics[f"gain_{c.name}"] = contrast(params, correct, {c.b: 1.0, c.a: -1.0})
+        metrics[names.gain(c.name)] = contrast(params, correct, {c.b: 1.0, c.a: -1.0})
     for c in params.contrasts:
-        metrics[f"contrast_{c.name}"] = contrast(params, correct, c.terms)
+        metrics[names.contrast(c.name)] = contrast(params, correct, c.terms)
     for b in params.best_of:
         pairwise = []
         for other in b.others:
             gain = contrast(params, correct, {b.best: 1.0, other: -1.0})
-            metrics[f"gain_{b.best}_over_{other}"] = gain
+            metrics[names.best_over(b.best, other)] = gain
             pairwise.append(gain)
-        metrics[f"best_of_{b.name}"] = best_of(pairwise)
+        metrics[names.best_of(b.name)] = best_of(pairwise)
     return metrics

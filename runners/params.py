@@ -325,5 +325,6 @@ SCHEMAS: dict[str, type] = {"throughput": ThroughputParams, "architecture": Arch
 
 
 def params_schema(runner: str, scale: str) -> type:
-    """A runner's parameter schema at a scale (train at paper scale: a published recipe)."""
+    """A runner's parameter schema at a scale (train at paper scale: a published recipe); the
+    registry of kinds is runners.RUNNERS."""
     return PaperRecipe if (runner == "train" and scale == "paper") else SCHEMAS[runner]

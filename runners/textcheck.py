@@ -18,6 +18,7 @@ import torch
 
 from cliprepro.record import Metric
 from runners.openclip_main import REDUCTION_MASK
+from runners import metric_names as names
 from runners.output import paired_gain
 from runners.params import TextCheck
 from runners.proxydata import ATTRIBUTES
@@ -58,10 +59,10 @@ def measure(checks: list[TextCheck], data: Path) -> dict[str, Metric]:
         labels = [meta["labels"][i] for i in rows]
         kept = count_kept(captions, labels, check.mask, check.context_length)
         ref = count_kept(captions, labels, check.reference, check.context_length)
-        metrics[f"content_words_{check.name}"] = paired_gain([kept - ref], unit="words").model_copy(
+        metrics[names.content_words(check.name)] = paired_gain([kept - ref], unit="words").model_copy(
             update={"over": "examples", "samples": []})
         for mask, values in ((check.mask, kept), (check.reference, ref)):
-            metrics[f"content_words_kept_{check.name}_{mask}"] = Metric(
+            metrics[names.content_words_kept(check.name, mask)] = Metric(
                 value=float(values.mean()), lo=float(values.mean()), hi=float(values.mean()), n=len(values),
                 unit="words", over="exact")
     return metrics

@@ -19,6 +19,7 @@ from runners.models import build, first_block_tokens, model_config, with_overrid
 from runners.output import Output, exact, from_samples
 from runners.params import Arm, ThroughputParams as Params
 from cliprepro.record import Metric
+from runners import metric_names as names
 from runners.estimate import ArmRate, schedule_days
 from runners.peaks import A100_BF16, datasheet_peak, measured_matmul_peak
 from runners.timing import Step, interleaved_rounds
@@ -80,9 +81,9 @@ def _compare(out: Output, params: Params, mode: str, secs: dict[str, list[float]
                               f"planned, but both arms ran {kernels[arm.name]}")
         b_batch, a_batch = base.batch_size or params.batch_size, arm.batch_size or params.batch_size
         ratios = [(b / b_batch) / (a / a_batch) for b, a in zip(secs[base.name], secs[arm.name])]
-        name = f"speedup_{mode}_{arm.name}"
+        name = names.speed("speedup", mode, arm.name)
         out.metrics[name] = from_samples(ratios, "x")
-        out.metrics[f"time_saved_pct_{mode}_{arm.name}"] = from_samples(
+        out.metrics[names.speed("time_saved_pct", mode, arm.name)] = from_samples(
             [100 * (1 - 1 / r) for r in ratios], "%")
         out.beside[name] = {"flops_ideal_speedup": round(flops[base.name] / flops[arm.name], 4)}
 
@@ -96,7 +97,7 @@ def run(params: Params, scale: str, build_dir: Path | None = None) -> Output:
     out.inputs = {"data": "random tensors (throughput only)", "matmul_peak_flops": matmul,
                   "datasheet_peak_flops": sheet, "datasheet_source": sheet_src}
     for check in params.token_checks:
-        out.metrics[f"tokens_{check.name}"] = exact(token_check(check.model, check.image_size), "tokens")
+        out.metrics[names.tokens(check.name)] = exact(token_check(check.model, check.image_size), "tokens")
     for mode in params.modes:
         steps: dict[str, Step] = {}
         cfgs, probes, kernels, flops, memory = {}, {}, {}, {}, {}
@@ -122,8 +123,8 @@ def run(params: Params, scale: str, build_dir: Path | None = None) -> Output:
             ms = from_samples([s * 1e3 for s in secs[arm.name]], "ms")
             ips = from_samples([batch / s for s in secs[arm.name]], "img/s")
             achieved = 3 * flops[arm.name] * ips.value  # forward + backward ~ 3x forward
-            out.metrics[f"ms_per_step_{mode}_{arm.name}"] = ms
-            out.metrics[f"img_per_s_{mode}_{arm.name}"] = ips
+            out.metrics[names.speed("ms_per_step", mode, arm.name)] = ms
+            out.metrics[names.speed("img_per_s", mode, arm.name)] = ips
             out.points.append({
                 "mode": mode, "arm": arm.name, "model": arm.model or params.model,
                 "patch_dropout": arm.patch_dropout, "mask_kind": arm.mask_kind,
@@ -140,7 +141,7 @@ def run(params: Params, scale: str, build_dir: Path | None = None) -> Output:
             })
         _compare(out, params, mode, secs, flops, kernels)
         if mode == "step":
-            _schedules(out, params, flops, {a.name: out.metrics[f"img_per_s_step_{a.name}"] for a in params.arms},
+            _schedules(out, params, flops, {a.name: out.metrics[names.speed("img_per_s", "step", a.name)] for a in params.arms},
                        matmul, sheet, name)
     return out
 
@@ -155,7 +156,7 @@ def _schedules(out: Output, params: Params, flops: dict[str, int], ips: dict[str
         stages = [(ArmRate(ips[arm].value, ips[arm].lo, ips[arm].hi, 3 * flops[arm]), samples)
                   for arm, samples in ((s.pretrain_arm, s.pretrain_samples), (s.finetune_arm, s.finetune_samples))]
         days = schedule_days(stages, s.gpus, s.scaling_efficiency, on_a100, matmul, sheet, A100_BF16)
-        metric = f"a100_days_{s.name}"
+        metric = names.a100_days(s.name)
         if on_a100:
             out.metrics[metric] = Metric(value=days.value, lo=days.lo, hi=days.hi, n=1, unit="days",
                                          over="modelled")

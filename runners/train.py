@@ -21,9 +21,8 @@ import numpy as np
 import torch
 
 from cliprepro.provenance import device_info
-from runners import contrasts, textcheck, zeroshot
+from runners import contrasts, metric_names as names, textcheck, zeroshot
 from runners.output import Output, exact, from_samples, paired_gain
-from runners import params as schemas
 from runners.params import PaperRecipe, Stage, TrainParams as Params
 from runners.proxydata import DataSpec, chance_pct, ensure
 from runners.flops import tower_flops
@@ -31,7 +30,7 @@ from runners.masks import classify_kept, kept_patches, planned_mask
 from runners.models import image_token_count, model_config, with_overrides
 from runners.recipe import describe
 
-__all__ = ["Params", "params_schema", "plan", "run"]
+__all__ = ["Params", "plan", "run"]
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / "build"
 STAGE_DIR = "stage"  # open_clip_train --name inside each stage's cache folder
@@ -140,10 +139,6 @@ def train_gflop_per_sample(stage: Stage) -> float:
     return 3 * (image + text) / 1e9
 
 
-def params_schema(scale: str) -> type:
-    return schemas.params_schema("train", scale)
-
-
 def plan(params: Params | PaperRecipe, scale: str) -> str:
     if isinstance(params, PaperRecipe):
         return ("paper-scale recipe (runs only with a launcher; this prints it):\n" + describe(params)
@@ -174,7 +169,7 @@ def run_released(recipe: PaperRecipe, build_dir: Path) -> Output:
     imagenet = zeroshot.imagenet_root(config.imagenet_val)
     correct: dict[str, np.ndarray] = {}
     for stage in recipe.stages:
-        metric = f"in1k_acc1_{stage.name}"
+        metric = names.in1k_accuracy(stage.name)
         ckpt = config.weights.get(stage.weights_key)
         if imagenet is None or ckpt is None or not Path(ckpt).exists():
             out.skip[metric] = (  # the config file by name: a record holds no path of the user's
@@ -193,10 +188,10 @@ def run_released(recipe: PaperRecipe, build_dir: Path) -> Output:
     for c in recipe.compare:
         if c.a in correct and c.b in correct:
             diff = 100 * (correct[c.b].astype(np.float64) - correct[c.a])
-            out.metrics[f"in1k_gain_{c.name}"] = paired_gain([diff])
+            out.metrics[names.in1k_gain(c.name)] = paired_gain([diff])
         else:
             missing = [x for x in (c.a, c.b) if x not in correct]
-            out.skip[f"in1k_gain_{c.name}"] = (
+            out.skip[names.in1k_gain(c.name)] = (
                 f"needs checkpoints of both {c.a} and {c.b} (missing: {', '.join(missing)}; "
                 "trained from the printed recipe or released) and the ImageNet-1k val folder")
     return out
@@ -258,9 +253,9 @@ def run(params: Params | PaperRecipe, scale: str, build_dir: Path = CACHE) -> Ou
             scores_here = evaluate(params, stage, ckpt, data, device)
             correct[(stage.name, seed)] = scores_here.pop("_correct")
             for key, value in scores_here.items():  # metric names carry the stage: acc1_<stage>_<what>
-                what = key.removeprefix("acc1_")
-                accs.setdefault(f"acc1_{stage.name}_{what}" if key.startswith("acc1_") else f"{key}_{stage.name}",
-                                []).append(value)
+                name = (names.stage_accuracy(stage.name, key.removeprefix("acc1_")) if key.startswith("acc1_")
+                        else names.stage_retrieval(key, stage.name))
+                accs.setdefault(name, []).append(value)
             probe = logs / PROBE
             out.points.append({"stage": stage.name, "seed": seed, "seconds": round(time.time() - started, 1),
                                "train_gflop": round(gflop[stage.name], 3), "cache_key": logs.name,
@@ -274,7 +269,7 @@ def run(params: Params | PaperRecipe, scale: str, build_dir: Path = CACHE) -> Ou
         out.metrics[name] = out.metrics[name].model_copy(update={"over": None})
     for stage in params.stages:  # a stage's mean accuracy over seeds, with its evaluation s.e.
         seeds = [s for s in params.seeds_of(stage) if (stage.name, s) in correct]
-        out.metrics[f"acc1_{stage.name}_mean"] = paired_gain([100 * correct[(stage.name, s)] for s in seeds], "%")
+        out.metrics[names.stage_accuracy(stage.name, "mean")] = paired_gain([100 * correct[(stage.name, s)] for s in seeds], "%")
     out.metrics.update(contrasts.all_metrics(params, correct))
     if params.text_checks:
         out.metrics.update(textcheck.measure(params.text_checks, data))
@@ -295,7 +290,8 @@ def evaluate(params: Params, stage: Stage, ckpt: Path, data: Path, device: torch
     correct = np.concatenate(per_attr)
     scores["acc1_mean"] = 100 * float(correct.mean())
     if params.retrieval:
-        r = zeroshot.retrieve(model, tokenizer, transform, data / "eval" / "wds_retrieval", "retrieval", device)
+        r = zeroshot.retrieve(model, tokenizer, transform, data / "eval" / "wds_retrieval", "retrieval", device,
+                              recall_k=names.RETRIEVAL_RECALL_K)
         scores.update({k.replace("@", "_at_"): 100 * v for k, v in r.metrics.items()})
     scores["_correct"] = correct
     return scores

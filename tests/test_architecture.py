@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from runners import architecture
+from runners import architecture, declared_metrics
 from runners.params import ArchitectureParams
 
 
@@ -13,7 +13,9 @@ def flip_counts():
         text_context_length=32,
         flops=[{"name": "L16", "model": "ViT-L-16-FLIP", "patch_dropouts": [0.5, 0.75]}],
         param_counts=[{"name": "L16", "model": "ViT-L-16-FLIP"}])
-    return {k: m.value for k, m in architecture.run(params, "paper").metrics.items()}
+    out = architecture.run(params, "paper")
+    assert set(out.metrics) == declared_metrics(params)  # every metric it writes is one it declares
+    return {k: m.value for k, m in out.metrics.items()}
 
 
 class TestFlipCounts:

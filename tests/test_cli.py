@@ -88,6 +88,21 @@ class TestBadInputClasses:
         out = capsys.readouterr().out
         assert "flip_flops @ paper (dry run" in out and "clipa_l16 @ proxy (dry run" in out
 
+    @pytest.mark.parametrize("file,old,new,says", [
+        ("expected/flip_speedup.yaml", "scale: gpu\n  metric: speedup_step_mask50", "scale: gpu\n  metric: speedup_step_mask05",
+         "'speedup_step_mask05' is not a metric the gpu params of"),
+        ("expected/clipa_speed.yaml", "metric: a100_days_l16_i17_t16", "metric: a100_days_l16_i17_t61",
+         "did you mean a100_days_l16_i17_t16"),
+        ("expected/clipa_l16.yaml", "metric: in1k_acc1_finetune", "metric: in1k_acc_finetune",
+         "not a metric the paper params"),
+    ])
+    def test_a_metric_no_run_produces(self, root_copy, capsys, file, old, new, says):
+        """A typo in a gpu- or paper-scale entry fails on a CPU, in CI, not first on a GPU."""
+        _edit(root_copy / file, old, new)
+        assert main(["--root", str(root_copy), "validate"]) == 2
+        err = capsys.readouterr().err
+        assert file in err and "metric" in err and says in err, err
+
     def test_unknown_model_dry_run_is_not_a_traceback(self, root_copy):
         _edit(root_copy / "suites/flip_speedup.yaml", "model: ViT-Proxy-256tok", "model: ViT-Proxy-265tok")
         proc = _cli(root_copy, "run", "flip_speedup", "--scale", "proxy", "--dry-run")
@@ -99,9 +114,9 @@ class TestBadInput:
         ("suites/flip_speedup.yaml", "runner: throughput", "runner: throughput\nspeed: 3",
          "speed", "allowed: ci_scale"),
         ("suites/flip_speedup.yaml", "runner: throughput", "runner: thruput", "runner", "'throughput'"),
-        ("suites/flip_speedup.yaml", "      rounds: 9\n", "      rounds: 3\n",
+        ("suites/flip_speedup.yaml", "  rounds: 9\n", "  rounds: 3\n",
          "scales.proxy.params.rounds", "greater than or equal to 9"),
-        ("suites/flip_speedup.yaml", "      batch_size: 8\n", "      batch_size: 8\n      batchsize: 8\n",
+        ("suites/flip_speedup.yaml", "{model: ViT-Proxy-256tok, batch_size: 8}", "{model: ViT-Proxy-256tok, batch_size: 8, batchsize: 8}",
          "scales.proxy.params.batchsize", "allowed: arms"),
         ("expected/flip_speedup.yaml", "kind: at_least", "kind: at-least", "entries.0.kind", "unknown kind 'at-least'; allowed: exact"),
         ("expected/flip_speedup.yaml", "  negative_control: patch_drop_0\n", "", "entries.4", "negative_control"),

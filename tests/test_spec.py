@@ -198,7 +198,8 @@ class TestSuiteErrors:
             ("version", "one", "version", ()),
             ("scales.proxy.runtime_s", 0, "scales.proxy.runtime_s", ("greater than 0",)),
             ("scales.proxy.requires", ["tpu"], "scales.proxy.requires.0", ("cuda",)),
-            ("scales.proxy.params", DELETE, "scales.proxy.params", ("required",)),
+            ("scales.proxy.hardware", DELETE, "scales.proxy.hardware", ("required",)),
+            ("scales.proxy.inherit_params", "maybe", "scales.proxy.inherit_params", ("boolean",)),
             ("title", DELETE, "title", ("required",)),
             ("negative_controls.no_dropout.gates", [], "negative_controls.no_dropout.gates",
              ("at least 1",)),
@@ -373,3 +374,27 @@ class TestFileErrors:
         with pytest.raises(InputError) as info:
             loader(path)
         assert_input_error(info.value, path, "(file)", "cannot read")
+
+
+class TestParamsFor:
+    """Suite params are written once: each scale, then a control, overrides whole keys."""
+
+    @staticmethod
+    def suite(**scale_over) -> Suite:
+        data = valid_suite()
+        data["params"] = {"width": 64, "rounds": 9, "arms": ["a", "b"]}
+        data["scales"]["gpu"]["params"] = {"rounds": 15}
+        data["scales"]["gpu"].update(scale_over)
+        data["negative_controls"]["no_dropout"]["overrides"] = {"arms": ["a"]}
+        return Suite.model_validate(data)
+
+    @pytest.mark.parametrize("scale,control,expected", [
+        ("proxy", None, {"width": 64, "rounds": 9, "arms": ["a", "b"]}),  # proxy's own {"width": 64}
+        ("gpu", None, {"width": 64, "rounds": 15, "arms": ["a", "b"]}),
+        ("gpu", "no_dropout", {"width": 64, "rounds": 15, "arms": ["a"]}),
+    ])
+    def test_merge(self, scale, control, expected):
+        assert self.suite().params_for(scale, control) == expected
+
+    def test_a_scale_may_stand_alone(self):
+        assert self.suite(inherit_params=False).params_for("gpu") == {"rounds": 15}

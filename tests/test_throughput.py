@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from cliprepro.runflow import judge_all
-from runners import throughput
+from runners import declared_metrics, throughput
 from runners.models import TokenProbe, build, model_config, with_overrides
 from runners.params import Arm, ThroughputParams
 from runners.timing import interleaved_rounds, rotated
@@ -74,6 +74,7 @@ class TestRun:
         assert m.n == 3 and len(m.samples) == 3 and m.lo <= m.value <= m.hi
         assert out.beside["speedup_step_mask75"]["flops_ideal_speedup"] > 2
         assert [p["tokens_first_block_seen"] for p in out.points] == [[257], [65]]
+        assert set(out.metrics) | set(out.skip) == declared_metrics(_tiny_params())  # what it declares
 
     def test_token_mismatch_is_an_error_verdict(self, monkeypatch):
         monkeypatch.setattr(throughput, "planned_tokens", lambda cfg, arm: 999)

@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from cliprepro.record import Metric
-from runners import contrasts
+from runners import contrasts, declared_metrics
 from runners.params import Stage, TrainParams
 from runners.proxydata import DataSpec
 from runners import train
@@ -226,5 +226,20 @@ def test_masks_reach_the_first_training_batch(tmp_path):
                         Stage(name="syntax", context_length=8, text_mask="syntax", **tiny)])
     out = run(p, "proxy", tmp_path)
     assert out.errors == []
+    assert set(out.metrics) | set(out.skip) == declared_metrics(p)  # what the train runner declares
     seen = {pt["stage"]: (pt["image_tokens"], pt["text_tokens"], pt["image_mask_seen"]) for pt in out.points}
     assert seen == {"grid": (5, 32, "grid"), "block": (5, 32, "block"), "syntax": (17, 8, "all")}
+
+
+class TestDeclaredMetrics:
+    """The train runner's metrics, named by runners.metric_names (fast: the pure parts)."""
+
+    def test_contrasts_write_what_is_declared(self):
+        p = params({"name": "a"}, {"name": "b"}, {"name": "c"}, seeds=(0,),
+                   compare=[{"name": "b_vs_a", "a": "a", "b": "b"}],
+                   contrasts=[{"name": "abc", "terms": {"a": 1.0, "b": -1.0, "c": 1.0}}],
+                   best_of=[{"name": "best", "best": "a", "others": ["b", "c"]}])
+        ones = np.ones(20, np.uint8)
+        got = set(contrasts.all_metrics(p, {(s, 0): ones for s in "abc"}))
+        assert got == {"gain_b_vs_a", "contrast_abc", "gain_a_over_b", "gain_a_over_c", "best_of_best"}
+        assert got <= declared_metrics(p)

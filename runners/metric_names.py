@@ -1,0 +1,142 @@
+"""The names of the measurements each runner makes, from its parameters alone (pure, no torch).
+
+The runners name every metric they write with these functions, and `declared(runner, params,
+scale)` lists them all, so `cliprepro validate` can check that every expected entry's `metric`
+is one the suite's params will produce, at every scale (a typo in a gpu-scale finding fails on a
+CPU, in CI, not first on a GPU).
+"""
+from __future__ import annotations
+
+from runners.params import ArchitectureParams, PaperRecipe, ThroughputParams, TrainParams
+
+# throughput
+
+
+def speed(kind: str, mode: str, arm: str) -> str:
+    """kind: ms_per_step, img_per_s, speedup or time_saved_pct."""
+    return f"{kind}_{mode}_{arm}"
+
+
+def tokens(check: str) -> str:
+    return f"tokens_{check}"
+
+
+def a100_days(schedule: str) -> str:
+    return f"a100_days_{schedule}"
+
+
+# architecture
+
+
+def mask_label(ratio: float) -> str:
+    return f"mask{round(ratio * 100)}"
+
+
+def flops_ratio(name: str, ratio: float) -> str:
+    return f"flops_ratio_{name}_{mask_label(ratio)}"
+
+
+def text_share(name: str) -> str:
+    return f"text_pct_of_image_{name}"
+
+
+def param_count(part: str, name: str) -> str:
+    return f"params_{part}_M_{name}"
+
+
+PARAM_PARTS = ("vision", "text", "total")
+
+# train
+
+RETRIEVAL_RECALL_K = (1, 5)
+
+
+def stage_accuracy(stage: str, what: str) -> str:
+    """what: an attribute, or `mean` (all attributes, with its evaluation s.e.)."""
+    return f"acc1_{stage}_{what}"
+
+
+def stage_retrieval(key: str, stage: str) -> str:
+    """clip_benchmark's retrieval result key (image_retrieval_recall@5) for one stage."""
+    return f"{key.replace('@', '_at_')}_{stage}"
+
+
+def gain(name: str) -> str:
+    return f"gain_{name}"
+
+
+def contrast(name: str) -> str:
+    return f"contrast_{name}"
+
+
+def best_over(best: str, other: str) -> str:
+    return f"gain_{best}_over_{other}"
+
+
+def best_of(name: str) -> str:
+    return f"best_of_{name}"
+
+
+def content_words(check: str) -> str:
+    return f"content_words_{check}"
+
+
+def content_words_kept(check: str, mask: str) -> str:
+    return f"content_words_kept_{check}_{mask}"
+
+
+def in1k_accuracy(stage: str) -> str:
+    return f"in1k_acc1_{stage}"
+
+
+def in1k_gain(name: str) -> str:
+    return f"in1k_gain_{name}"
+
+
+def _throughput(p: ThroughputParams) -> set[str]:
+    names = {tokens(c.name) for c in p.token_checks}
+    for mode in p.modes:
+        for arm in p.arms:
+            names |= {speed("ms_per_step", mode, arm.name), speed("img_per_s", mode, arm.name)}
+            if p.baseline_of(arm) is not None:
+                names |= {speed("speedup", mode, arm.name), speed("time_saved_pct", mode, arm.name)}
+    if "step" in p.modes:
+        names |= {a100_days(s.name) for s in p.schedules}
+    return names
+
+
+def _architecture(p: ArchitectureParams) -> set[str]:
+    names = set()
+    for spec in p.flops:
+        names |= {text_share(spec.name)} | {flops_ratio(spec.name, r) for r in spec.patch_dropouts}
+    for spec in p.param_counts:
+        names |= {param_count(part, spec.name) for part in PARAM_PARTS}
+    return names
+
+
+def _train(p: TrainParams) -> set[str]:
+    names = set()
+    for stage in p.stages:
+        names |= {stage_accuracy(stage.name, a) for a in [*p.attributes, "mean"]}
+        if p.retrieval:
+            names |= {stage_retrieval(f"{side}_retrieval_recall@{k}", stage.name)
+                      for side in ("image", "text") for k in RETRIEVAL_RECALL_K}
+    names |= {gain(c.name) for c in p.compare} | {contrast(c.name) for c in p.contrasts}
+    for b in p.best_of:
+        names |= {best_of(b.name)} | {best_over(b.best, o) for o in b.others}
+    for t in p.text_checks:
+        names |= {content_words(t.name)} | {content_words_kept(t.name, m) for m in (t.mask, t.reference)}
+    return names
+
+
+def _paper_recipe(p: PaperRecipe) -> set[str]:
+    return {in1k_accuracy(s.name) for s in p.stages} | {in1k_gain(c.name) for c in p.compare}
+
+
+def declared(params) -> set[str]:
+    """Every metric a run with these params writes (or skips, saying why)."""
+    for schema, names in ((ThroughputParams, _throughput), (ArchitectureParams, _architecture),
+                          (TrainParams, _train), (PaperRecipe, _paper_recipe)):
+        if isinstance(params, schema):
+            return names(params)
+    raise TypeError(f"no metric names for {type(params).__name__}")

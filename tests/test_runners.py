@@ -1,0 +1,33 @@
+"""The runner registry and contract: one list of kinds, each module satisfying `Runner`."""
+from __future__ import annotations
+
+import inspect
+import typing
+
+import pytest
+
+import runners
+from cliprepro.spec import RunnerName
+
+
+class TestRegistry:
+    def test_one_list_of_kinds(self):
+        assert typing.get_args(RunnerName) == runners.RUNNERS
+
+    @pytest.mark.parametrize("kind", runners.RUNNERS)
+    def test_module_satisfies_the_contract(self, kind):
+        module = runners.get(kind)
+        assert isinstance(module, runners.Runner)
+        for name in ("plan", "run"):
+            want = list(inspect.signature(getattr(runners.Runner, name)).parameters)[1:]  # no self
+            got = list(inspect.signature(getattr(module, name)).parameters)
+            assert got == want, (kind, name)
+
+    @pytest.mark.parametrize("scale", ["proxy", "gpu", "paper"])
+    @pytest.mark.parametrize("kind", runners.RUNNERS)
+    def test_every_scale_has_a_schema(self, kind, scale):
+        assert runners.params_schema(kind, scale).model_fields
+
+    def test_unknown_kind(self):
+        with pytest.raises(KeyError, match="known: throughput, architecture, train"):
+            runners.get("soup")
