@@ -1,9 +1,17 @@
-"""Experiment kinds, one module each at this level: throughput, architecture, train.
+"""Experiment kinds, one module each at this level: throughput, architecture, train (registered
+kinds a suite names) and zeroshot (clip_benchmark evaluation, used by train and by released-weights
+checks). Helpers live in subpackages below them:
+
+    schema/    what goes in and comes out: parameter schemas, metric names, model names, Output
+    model/     open_clip models, their FLOPs, CLIPA's grid / block masks
+    timing/    the one timing recipe and what it times: step, memory, peaks, modelled GPU-days
+    training/  the train runner's recipe, proxy data, paired contrasts, text check
+    upstream/  the open_clip_train entry point and every compatibility fix for upstream bugs
 
 One registry (`RUNNERS`). For each kind, the parameter schema per scale and the names of the
-metrics it will write come from pure modules (runners.params, runners.metric_names: no torch, so
-`validate` stays light); its `plan` and `run` come from the kind's module, imported only when a
-suite runs or prints its plan. A kind's module satisfies `Runner`.
+metrics it will write come from runners.schema (no torch, so `validate` stays light); its `plan`
+and `run` come from the kind's module, imported only when a suite runs or prints its plan. A
+kind's module satisfies `Runner`.
 """
 from __future__ import annotations
 
@@ -13,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from runners.output import Output
+    from runners.schema.output import Output
 
 # the profiler (SDPA kernel check) logs every start/stop unless told otherwise; set before torch loads
 os.environ.setdefault("KINETO_LOG_LEVEL", "5")
@@ -29,17 +37,17 @@ class Runner(Protocol):
         """The dry-run text: what would run, where, at what size."""
 
     def run(self, params: Any, scale: str, build_dir: Path) -> "Output":
-        """Measure; every metric named by runners.metric_names for these params (or skipped)."""
+        """Measure; every metric named by runners.schema.metric_names for these params (or skipped)."""
 
 
 def params_schema(kind: str, scale: str) -> type:
-    from runners.params import params_schema as schema
+    from runners.schema.params import params_schema as schema
 
     return schema(_known(kind), scale)
 
 
 def declared_metrics(params: Any) -> set[str]:
-    from runners.metric_names import declared
+    from runners.schema.metric_names import declared
 
     return declared(params)
 

@@ -14,11 +14,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from cliprepro.provenance import device_info
-from runners.flops import tower_flops
-from runners import metric_names as names
-from runners.models import build, model_config, with_overrides
-from runners.output import Output, exact
-from runners.params import ArchitectureParams as Params
+from runners.model.flops import tower_flops
+from runners.schema import metric_names as names
+from runners.model.models import build, model_config, with_overrides
+from runners.schema.output import Output, exact
+from runners.schema.params import ArchitectureParams as Params
 
 __all__ = ["Params", "plan", "run"]
 

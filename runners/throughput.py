@@ -14,16 +14,16 @@ from pathlib import Path
 import torch
 
 from cliprepro.provenance import device_info
-from runners.flops import tower_flops
-from runners.models import build, first_block_tokens, model_config, with_overrides
-from runners.output import Output, exact, from_samples
-from runners.params import Arm, ThroughputParams as Params
+from runners.model.flops import tower_flops
+from runners.model.models import build, first_block_tokens, model_config, with_overrides
+from runners.schema.output import Output, exact, from_samples
+from runners.schema.params import Arm, ThroughputParams as Params
 from cliprepro.record import Metric
-from runners import metric_names as names
-from runners.estimate import ArmRate, schedule_days
-from runners.peaks import A100_BF16, datasheet_peak, measured_matmul_peak
-from runners.timing import Step, interleaved_rounds
-from runners.trainstep import (arm_config, build_arm, make_step, peak_memory_mb, planned_tokens,
+from runners.schema import metric_names as names
+from runners.timing.estimate import ArmRate, schedule_days
+from runners.timing.peaks import A100_BF16, datasheet_peak, measured_matmul_peak
+from runners.timing.timing import Step, interleaved_rounds
+from runners.timing.trainstep import (arm_config, build_arm, make_step, peak_memory_mb, planned_tokens,
                                sdpa_kernels_seen)
 
 __all__ = ["Params", "plan", "run", "planned_tokens"]
@@ -148,7 +148,7 @@ def run(params: Params, scale: str, build_dir: Path | None = None) -> Output:
 
 def _schedules(out: Output, params: Params, flops: dict[str, int], ips: dict[str, Metric],
                matmul: float, sheet: float | None, device_name: str) -> None:
-    """A100-days of a schedule, modelled (runners.estimate): the throughput interval, the scaling
+    """A100-days of a schedule, modelled (runners.timing.estimate): the throughput interval, the scaling
     efficiency range and, off an A100, the transfer of a fraction of peak; judged (as a finding)
     only from an A100 record."""
     on_a100 = "A100" in device_name

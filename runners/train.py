@@ -1,4 +1,4 @@
-"""Train runner: a recipe's stages through open_clip_train (via runners.openclip_main), each stage's
+"""Train runner: a recipe's stages through open_clip_train (via runners.upstream.openclip_main), each stage's
 checkpoint evaluated zero-shot through clip_benchmark on the proxy data.
 
 Stages run as subprocesses and are cached under build/train/ by a fingerprint of the data, the
@@ -21,14 +21,17 @@ import numpy as np
 import torch
 
 from cliprepro.provenance import device_info
-from runners import contrasts, metric_names as names, textcheck, zeroshot
-from runners.output import Output, exact, from_samples, paired_gain
-from runners.params import PaperRecipe, Stage, TrainParams as Params
-from runners.proxydata import DataSpec, chance_pct, ensure
-from runners.flops import tower_flops
-from runners.masks import classify_kept, kept_patches, planned_mask
-from runners.models import image_token_count, model_config, with_overrides
-from runners.recipe import describe
+from runners import zeroshot
+from runners.training import contrasts
+from runners.schema import metric_names as names
+from runners.training import textcheck
+from runners.schema.output import Output, exact, from_samples, paired_gain
+from runners.schema.params import PaperRecipe, Stage, TrainParams as Params
+from runners.training.proxydata import DataSpec, chance_pct, ensure
+from runners.model.flops import tower_flops
+from runners.model.masks import classify_kept, kept_patches, planned_mask
+from runners.model.models import image_token_count, model_config, with_overrides
+from runners.training.recipe import describe
 
 __all__ = ["Params", "plan", "run"]
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,7 +39,7 @@ CACHE = ROOT / "build"
 STAGE_DIR = "stage"  # open_clip_train --name inside each stage's cache folder
 PROBE = "first_batch_tokens.json"
 # Bumped when a change to the training path changes the weights a stage trains, so that stages
-# cached before it are not reused (2: open_clip_train's sample shuffle seeded, runners.compat).
+# cached before it are not reused (2: open_clip_train's sample shuffle seeded, runners.upstream.compat).
 TRAIN_PATH_VERSION = 2
 
 
@@ -59,7 +62,7 @@ def stage_key(params: Params, stage: Stage, spec: DataSpec, seed: int) -> str:
 def stage_argv(params: Params, stage: Stage, data: Path, logs: Path, seed: int,
                init: Path | None) -> list[str]:
     """open_clip_train arguments for one stage (the shards' sizes.json gives the sample count),
-    then ours for runners.openclip_main (image / text masks, the first-batch token probe)."""
+    then ours for runners.upstream.openclip_main (image / text masks, the first-batch token probe)."""
     shards = sorted((data / "train").glob("shard-*.tar"))
     argv = ["--train-data", f"{data / 'train'}/shard-{{00000..{len(shards) - 1:05d}}}.tar",
             "--dataset-type", "webdataset", "--model", stage.model, "--epochs", str(stage.epochs),
@@ -111,7 +114,7 @@ def run_stage(params: Params, stage: Stage, data: Path, logs: Path, seed: int,
     elif (logs / STAGE_DIR).exists():
         shutil.rmtree(logs / STAGE_DIR)  # killed before its first checkpoint: start clean
     logs.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run([sys.executable, "-m", "runners.openclip_main", *argv], cwd=ROOT,
+    proc = subprocess.run([sys.executable, "-m", "runners.upstream.openclip_main", *argv], cwd=ROOT,
                           capture_output=True, text=True, preexec_fn=die_with_parent)
     if proc.returncode != 0 or not final.exists():
         lines = [x for x in (proc.stderr or proc.stdout).splitlines() if x.strip() and x[:2] not in ("I1", "W1")]
@@ -145,7 +148,7 @@ def plan(params: Params | PaperRecipe, scale: str) -> str:
                 + "\n  released weights, when configured, are evaluated zero-shot on ImageNet-1k val")
     spec = DataSpec(**params.data.model_dump())
     lines = [f"train: proxy data {spec.fingerprint()} ({spec.train_samples} training samples at "
-             f"{spec.image_px} px), seeds {params.seeds}, 1 process on CPU via runners.openclip_main"]
+             f"{spec.image_px} px), seeds {params.seeds}, 1 process on CPU via runners.upstream.openclip_main"]
     for s in params.stages:
         cuts = [f"{s.mask_kind} mask {s.patch_dropout:g}" if s.patch_dropout else "",
                 f"text {s.text_mask} to {s.context_length}" if s.context_length else ""]

@@ -1,7 +1,7 @@
 """Zero-shot evaluation through clip_benchmark, in process (classification and retrieval).
 
 clip_benchmark builds the datasets, the zero-shot classifier and the logits; its own `accuracy`
-(with the numpy >= 2.4 fix from runners/compat.py) and sklearn's balanced accuracy give acc1 /
+(with the numpy >= 2.4 fix from runners/upstream/compat.py) and sklearn's balanced accuracy give acc1 /
 acc5 / mean per-class recall exactly as its `evaluate` does (a test checks equality). Unlike its
 `evaluate`, the per-example correctness is kept, for intervals and paired tests. Always an
 explicit task, never AMP on CPU, and never a download: ImageNet is used only from a folder or
@@ -55,7 +55,7 @@ def classify(model, tokenizer, transform, root: Path, name: str, device: torch.d
     from clip_benchmark.metrics import zeroshot_classification as zsc
     from sklearn.metrics import balanced_accuracy_score
 
-    from runners.compat import fix_clip_benchmark_accuracy
+    from runners.upstream.compat import fix_clip_benchmark_accuracy
 
     fix_clip_benchmark_accuracy()
     if not (root / "test" / "nshards.txt").exists():
@@ -92,8 +92,8 @@ def load_model(model_name: str, checkpoint: Path, image_size: int | None, device
     image size and text context as trained when given (no positional embedding is stretched)."""
     import open_clip
 
-    from runners.compat import fix_syntax_mask_offline
-    from runners.models import model_config, register_repo_configs
+    from runners.upstream.compat import fix_syntax_mask_offline
+    from runners.model.models import model_config, register_repo_configs
 
     register_repo_configs()
     if model_config(model_name)["text_cfg"].get("tokenizer_kwargs", {}).get("reduction_mask") == "syntax":
@@ -113,7 +113,7 @@ def classify_imagenet(model, tokenizer, transform, root: Path, device: torch.dev
     from clip_benchmark.datasets.builder import build_dataset, get_dataset_collate_fn
     from clip_benchmark.metrics import zeroshot_classification as zsc
 
-    from runners.compat import fix_clip_benchmark_accuracy
+    from runners.upstream.compat import fix_clip_benchmark_accuracy
 
     fix_clip_benchmark_accuracy()
     assert root.is_dir(), "never reach clip_benchmark's imagenet1k builder without a root"

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from runners import architecture, declared_metrics
-from runners.params import ArchitectureParams
+from runners.schema.params import ArchitectureParams
 
 
 @pytest.fixture(scope="module")

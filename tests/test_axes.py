@@ -9,10 +9,10 @@ from open_clip.transformer import PatchDropout
 from pydantic import ValidationError
 from timm.optim import Lamb
 
-from runners.masks import PatchSelect
-from runners.models import TokenProbe
-from runners.params import Arm, OptimizerCfg, ThroughputParams
-from runners.trainstep import (arm_config, build_arm, make_optimizer, make_step, planned_tokens,
+from runners.model.masks import PatchSelect
+from runners.model.models import TokenProbe
+from runners.schema.params import Arm, OptimizerCfg, ThroughputParams
+from runners.timing.trainstep import (arm_config, build_arm, make_optimizer, make_step, planned_tokens,
                                sdpa_kernels_seen)
 
 CPU = torch.device("cpu")

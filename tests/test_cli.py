@@ -180,7 +180,7 @@ class TestPaperScaleTraining:
     def test_dry_run_prints_torchrun_plan(self, root_copy, capsys):
         assert main(["--root", str(root_copy), "run", "clipa_l16", "--scale", "paper", "--dry-run"]) == 0
         out = capsys.readouterr().out
-        assert "torchrun --nproc_per_node 8 -m runners.openclip_main --model ViT-L-16-CL16-GAP" in out
+        assert "torchrun --nproc_per_node 8 -m runners.upstream.openclip_main --model ViT-L-16-CL16-GAP" in out
         assert "global batch 32,768 = 4096 per GPU, lr 0.001024" in out
 
     def test_released_weights_missing_is_skipped_saying_what_to_provide(self, root_copy, capsys, monkeypatch):

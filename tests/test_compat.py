@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from runners import compat
+from runners.upstream import compat
 from tests.conftest import REPO
 
 NLTK_DATA = REPO.parent / "shared" / "nltk_data"
@@ -29,7 +29,7 @@ class TestClipBenchmarkAccuracy:
         assert zc.accuracy(logits, torch.tensor([1, 1, 2]), topk=(1, 2)) == [2 / 3, 1.0]
 
     def test_patch_refuses_changed_upstream(self):
-        mod = importlib.import_module("runners.compat")
+        mod = importlib.import_module("runners.upstream.compat")
         with pytest.raises(RuntimeError, match="no longer contains"):
             mod.patch_source(mod, "require_nltk_tagger", "this text is not there", "x")
 
@@ -111,8 +111,8 @@ class TestSeededSampleShuffle:
 def _syntax_tokens(env: dict[str, str], workers: int = 0) -> subprocess.CompletedProcess:
     code = f"""
 import torch
-from runners import compat
-from runners.models import register_repo_configs
+from runners.upstream import compat
+from runners.model.models import register_repo_configs
 import open_clip
 register_repo_configs()
 compat.fix_syntax_mask_offline()
@@ -147,7 +147,7 @@ class TestSyntaxMaskOffline:
 
     def test_config_keeps_the_syntax_mask(self):
         """The old `text_mask` key, dropped, would silently turn syntax masking into truncation."""
-        from runners.models import model_config
+        from runners.model.models import model_config
         cfg = model_config("ViT-L-16-CL8-Syntax-GAP")
         assert cfg["text_cfg"]["tokenizer_kwargs"] == {"reduction_mask": "syntax"}
         assert "text_mask" not in cfg["text_cfg"]

@@ -1,9 +1,9 @@
-"""runners.estimate: modelled GPU-days carry the throughput interval and every declared range."""
+"""runners.timing.estimate: modelled GPU-days carry the throughput interval and every declared range."""
 from __future__ import annotations
 
 import pytest
 
-from runners.estimate import ArmRate, schedule_days
+from runners.timing.estimate import ArmRate, schedule_days
 
 DAY = 86400.0
 

@@ -5,9 +5,9 @@ import pytest
 import torch
 from open_clip.transformer import PatchDropout
 
-from runners.masks import (PatchSelect, block_keep_indices, classify_kept, block_shape, grid_keep_indices, install,
+from runners.model.masks import (PatchSelect, block_keep_indices, classify_kept, block_shape, grid_keep_indices, install,
                            kept_patches)
-from runners.models import TokenProbe, build, model_config
+from runners.model.models import TokenProbe, build, model_config
 
 
 def positional(batch: int, patches: int, width: int = 3) -> torch.Tensor:
@@ -299,7 +299,7 @@ class TestInstall:
 
 
 class TestClassifyKept:
-    """What the training probe calls the kept patch positions (runners.masks.classify_kept)."""
+    """What the training probe calls the kept patch positions (runners.model.masks.classify_kept)."""
 
     @pytest.mark.parametrize("positions,h,w,kind", [
         ([list(range(16))], 4, 4, "all"),
@@ -324,7 +324,7 @@ class TestClassifyKept:
         assert classify_kept([sorted(map(int, row)) for row in idx], 8, 8) == kind
 
     def test_random_patch_dropout_is_recognised(self):
-        from runners.openclip_main import kept_positions
+        from runners.upstream.openclip_main import kept_positions
 
         torch.manual_seed(0)
         x = torch.randn(16, 1 + 64, 8)

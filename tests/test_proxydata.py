@@ -8,14 +8,14 @@ import sys
 
 import pytest
 
-from runners.proxydata import ATTRIBUTES, PHRASINGS, DataSpec, chance_pct, ensure, sample
+from runners.training.proxydata import ATTRIBUTES, PHRASINGS, DataSpec, chance_pct, ensure, sample
 from tests.conftest import REPO
 
 SPEC = DataSpec(seed=3, image_px=32, train_samples=64, eval_samples=20, shard_samples=32)
 
 DIGEST = """
 import hashlib
-from runners.proxydata import DataSpec, sample
+from runners.training.proxydata import DataSpec, sample
 spec = DataSpec(seed=3, image_px=32, train_samples=64, eval_samples=20, shard_samples=32)
 h = hashlib.sha256()
 for i in range(40):
@@ -74,7 +74,7 @@ class TestShards:
     def test_shard_writer_names_and_counts(self, tmp_path, rows, per_shard, names):
         import webdataset as wds
 
-        from runners.proxydata import _write_shards
+        from runners.training.proxydata import _write_shards
 
         got = _write_shards(tmp_path, "s-%d.tar", [{"__key__": f"{i:03d}", "txt": str(i)} for i in range(rows)], per_shard)
         assert got == names == sorted(p.name for p in tmp_path.glob("*.tar"))

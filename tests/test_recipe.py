@@ -6,8 +6,8 @@ import shlex
 import pytest
 
 from cliprepro.layout import Layout
-from runners.params import PaperRecipe
-from runners.recipe import torchrun_lines
+from runners.schema.params import PaperRecipe
+from runners.training.recipe import torchrun_lines
 from tests.conftest import REPO
 
 # Transcribed from open_clip docs/script_examples/clipa/ (claims.md 1c): per-GPU batch on 8 GPUs,
@@ -60,7 +60,7 @@ class TestTorchrunLines:
         recipe = _recipe(suite)
         idx = [s.name for s in recipe.stages].index(stage)
         line = torchrun_lines(recipe)[idx]
-        assert line.startswith("torchrun --nproc_per_node 8 -m runners.openclip_main ")
+        assert line.startswith("torchrun --nproc_per_node 8 -m runners.upstream.openclip_main ")
         flags = _flags(line)
         for key, value in {**PUBLISHED[(suite, stage)], **COMMON}.items():
             assert _same(flags.get(key, "<missing>"), value), (key, flags.get(key), value)

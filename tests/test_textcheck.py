@@ -1,12 +1,12 @@
-"""Content words kept by open_clip's text masks (runners/textcheck.py) and the fairness of
+"""Content words kept by open_clip's text masks (runners/training/textcheck.py) and the fairness of
 evaluating context-8 text towers (every zero-shot prompt fits in 8 tokens)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from runners.proxydata import ATTRIBUTES, TEMPLATES, DataSpec, sample
-from runners.textcheck import content_words, count_kept, kept_words
+from runners.training.proxydata import ATTRIBUTES, TEMPLATES, DataSpec, sample
+from runners.training.textcheck import content_words, count_kept, kept_words
 
 SPEC = DataSpec(train_samples=64, eval_samples=60)
 EVALS = [sample(SPEC, "eval", i) for i in range(60)]

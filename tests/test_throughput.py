@@ -6,9 +6,9 @@ import torch
 
 from cliprepro.runflow import judge_all
 from runners import declared_metrics, throughput
-from runners.models import TokenProbe, build, model_config, with_overrides
-from runners.params import Arm, ThroughputParams
-from runners.timing import interleaved_rounds, rotated
+from runners.model.models import TokenProbe, build, model_config, with_overrides
+from runners.schema.params import Arm, ThroughputParams
+from runners.timing.timing import interleaved_rounds, rotated
 from tests.conftest import gate_entry
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from runners.params import Stage, TrainParams
+from runners.schema.params import Stage, TrainParams
 from runners.train import stage_argv
 from tests.conftest import REPO
 
@@ -134,7 +134,7 @@ def test_killed_run_resumes_to_the_same_step_count(tmp_path):
 def test_a_stage_is_a_function_of_its_arguments(tmp_path):
     """Two fresh trainings with one seed give the same weights, with the random image and text masks
     on (RNG in the trainer and in the DataLoader workers); another seed gives other weights."""
-    from runners.proxydata import DataSpec, ensure
+    from runners.training.proxydata import DataSpec, ensure
     from runners.train import run_stage
 
     data = ensure(DataSpec(seed=1, image_px=32, train_samples=512, eval_samples=20, shard_samples=128),

@@ -11,11 +11,12 @@ import pytest
 from pydantic import ValidationError
 
 from cliprepro.record import Metric
-from runners import contrasts, declared_metrics
-from runners.params import Stage, TrainParams
-from runners.proxydata import DataSpec
+from runners import declared_metrics
+from runners.training import contrasts
+from runners.schema.params import Stage, TrainParams
+from runners.training.proxydata import DataSpec
 from runners import train
-from runners.masks import planned_mask
+from runners.model.masks import planned_mask
 from runners.train import planned_tokens, stage_argv, stage_key
 
 BASE = dict(model="ViT-Tiny96-P8", epochs=1, batch_size=8, lr=1e-3)
@@ -116,8 +117,8 @@ class TestFirstBatchTokens:
         import torch
         from open_clip_train import main as oc_main
 
-        from runners import openclip_main
-        from runners.models import register_repo_configs
+        from runners.upstream import openclip_main
+        from runners.model.models import register_repo_configs
 
         register_repo_configs()
         for name in ("create_model_and_transforms", "get_tokenizer"):
@@ -156,7 +157,7 @@ class TestFirstBatchTokens:
         assert len(got) == (1 if errors else 0) and all(e in got[0] for e in errors)
 
     def test_split_args(self):
-        from runners.openclip_main import split_args
+        from runners.upstream.openclip_main import split_args
 
         rest, ours = split_args(["--model", "m", "--cliprepro-mask-kind", "grid", "--epochs", "1"])
         assert rest == ["--model", "m", "--epochs", "1"] and ours == {"mask-kind": "grid"}
@@ -214,7 +215,7 @@ class TestContrasts:
 
 @pytest.mark.slow
 def test_masks_reach_the_first_training_batch(tmp_path):
-    """Through the real path (open_clip_train in a subprocess via runners.openclip_main): grid keeps
+    """Through the real path (open_clip_train in a subprocess via runners.upstream.openclip_main): grid keeps
     one patch per 2x2 window, N/4 + 1 = 5 tokens of 17; block keeps a 2x2 block; syntax at 8."""
     from runners.train import run
 
@@ -232,7 +233,7 @@ def test_masks_reach_the_first_training_batch(tmp_path):
 
 
 class TestDeclaredMetrics:
-    """The train runner's metrics, named by runners.metric_names (fast: the pure parts)."""
+    """The train runner's metrics, named by runners.schema.metric_names (fast: the pure parts)."""
 
     def test_contrasts_write_what_is_declared(self):
         p = params({"name": "a"}, {"name": "b"}, {"name": "c"}, seeds=(0,),

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from runners import zeroshot
-from runners.models import build, model_config
-from runners.proxydata import DataSpec, ensure
+from runners.model.models import build, model_config
+from runners.training.proxydata import DataSpec, ensure
 
 SPEC = DataSpec(seed=5, image_px=32, train_samples=64, eval_samples=60, shard_samples=64)
 

@@ -13,7 +13,7 @@ import importlib.util
 from functools import lru_cache
 from pathlib import Path
 
-REPO_CONFIGS = Path(__file__).resolve().parent.parent / "model_configs"
+REPO_CONFIGS = Path(__file__).resolve().parents[2] / "model_configs"
 
 
 def _package_dir(name: str) -> Path:

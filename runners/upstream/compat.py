@@ -9,7 +9,7 @@ that fails when the bug is gone (so the fix can go) or back (so the fix is still
   how to install it when it is missing. Never `nltk.download`.
 - open_clip_train saves checkpoints with a plain torch.save: a run killed mid-save leaves a
   truncated epoch_N.pt that `--resume latest` then fails to load. Saves to a path go through a
-  temp file and os.replace in the trainer's process (runners.openclip_main).
+  temp file and os.replace in the trainer's process (runners.upstream.openclip_main).
 - open_clip_train's sample shuffle is `wds.shuffle(bufsize, initial)` with no seed, and webdataset
   then seeds it from pid + time: the same --seed trains different weights every run (found when CI
   and a local run of one cached stage disagreed by 7 pp). It becomes open_clip_train's own

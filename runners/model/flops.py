@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from runners.models import build
+from runners.model.models import build
 
 
 def tower_flops(cfg: dict) -> tuple[int, int]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import open_clip
 import torch
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "model_configs"
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "model_configs"
 _registered = False
 
 

@@ -11,10 +11,10 @@ import torch
 from open_clip.loss import ClipLoss
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from runners.masks import install, kept_patches
-from runners.models import build, model_config, with_overrides
-from runners.params import Arm, OptimizerCfg, ThroughputParams
-from runners.timing import Step
+from runners.model.masks import install, kept_patches
+from runners.model.models import build, model_config, with_overrides
+from runners.schema.params import Arm, OptimizerCfg, ThroughputParams
+from runners.timing.timing import Step
 
 # flash for the image tower; the text tower's causal mask needs math (CPU flash takes no mask)
 BACKENDS = {"flash": [SDPBackend.FLASH_ATTENTION, SDPBackend.MATH], "math": [SDPBackend.MATH]}
@@ -102,7 +102,7 @@ def peak_memory_mb(params: ThroughputParams, arm: Arm, mode: str, device: torch.
     if not params.measure_memory:
         return None, "CPU peak memory needs one process per point; measure_memory is off for this suite"
     job = json.dumps({"params": params.model_dump(mode="json"), "arm": arm.name, "mode": mode})
-    proc = subprocess.run([sys.executable, "-m", "runners.memprobe"], input=job, text=True,
+    proc = subprocess.run([sys.executable, "-m", "runners.timing.memprobe"], input=job, text=True,
                           capture_output=True, check=False)
     if proc.returncode != 0:
         return None, f"memory probe failed: {proc.stderr.strip().splitlines()[-1:]}"

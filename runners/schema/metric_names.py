@@ -7,7 +7,7 @@ CPU, in CI, not first on a GPU).
 """
 from __future__ import annotations
 
-from runners.params import ArchitectureParams, PaperRecipe, ThroughputParams, TrainParams
+from runners.schema.params import ArchitectureParams, PaperRecipe, ThroughputParams, TrainParams
 
 # throughput
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import shlex
 
 from cliprepro.errors import InputError
-from runners.params import PaperRecipe, PaperStage
+from runners.schema.params import PaperRecipe, PaperStage
 
 
 def per_gpu_batch(stage: PaperStage, gpus: int) -> int:
@@ -45,7 +45,7 @@ def torchrun_lines(recipe: PaperRecipe) -> list[str]:
     for stage in recipe.stages:
         src = recipe.init_of(stage)
         init = f"logs/{src.name}/checkpoints/epoch_{src.epochs}.pt" if src else None
-        argv = ["torchrun", "--nproc_per_node", str(recipe.gpus), "-m", "runners.openclip_main",
+        argv = ["torchrun", "--nproc_per_node", str(recipe.gpus), "-m", "runners.upstream.openclip_main",
                 *stage_argv(recipe, stage, init)]
         lines.append(shlex.join(argv))
     return lines

@@ -17,11 +17,11 @@ import numpy as np
 import torch
 
 from cliprepro.record import Metric
-from runners.openclip_main import REDUCTION_MASK
-from runners import metric_names as names
-from runners.output import paired_gain
-from runners.params import TextCheck
-from runners.proxydata import ATTRIBUTES
+from runners.upstream.openclip_main import REDUCTION_MASK
+from runners.schema import metric_names as names
+from runners.schema.output import paired_gain
+from runners.schema.params import TextCheck
+from runners.training.proxydata import ATTRIBUTES
 
 
 def content_words(labels: dict[str, int]) -> list[str]:
@@ -32,7 +32,7 @@ def kept_words(captions: list[str], mask: str, context_length: int) -> list[set[
     """The words left in each caption after tokenizing it at `context_length` with `mask`."""
     from open_clip.tokenizer import SimpleTokenizer
 
-    from runners.compat import fix_syntax_mask_offline
+    from runners.upstream.compat import fix_syntax_mask_offline
 
     if mask == "syntax":
         fix_syntax_mask_offline()

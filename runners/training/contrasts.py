@@ -1,7 +1,7 @@
 """Paired comparisons of trained stages on one eval set (pure functions of per-example outcomes).
 
 `correct[(stage, seed)]` holds 0/1 per eval example, in the same order for every stage. Every
-comparison is paired: per seed, a per-example difference; `runners.output.paired_gain` gives the
+comparison is paired: per seed, a per-example difference; `runners.schema.output.paired_gain` gives the
 mean over seeds with its evaluation s.e. (the claim adds the seed spread). Only seeds that every
 stage involved trained are used.
 """
@@ -12,9 +12,9 @@ import math
 import numpy as np
 
 from cliprepro.record import Metric
-from runners import metric_names as names
-from runners.output import paired_gain
-from runners.params import TrainParams
+from runners.schema import metric_names as names
+from runners.schema.output import paired_gain
+from runners.schema.params import TrainParams
 
 
 def common_seeds(params: TrainParams, stages: list[str]) -> list[int]:

@@ -10,8 +10,8 @@ import sys
 
 import torch
 
-from runners.params import ThroughputParams
-from runners.trainstep import arm_config, build_arm, make_step
+from runners.schema.params import ThroughputParams
+from runners.timing.trainstep import arm_config, build_arm, make_step
 
 
 def main() -> None:

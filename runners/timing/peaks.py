@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from runners.timing import steps_per_block, time_block
+from runners.timing.timing import steps_per_block, time_block
 
 # Dense tensor-core peaks from the vendors' datasheets (no sparsity), FLOP/s. fp32 = plain fp32
 # (no TF32). Matched by substring of torch.cuda.get_device_name, most specific first.

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
 from cliprepro.spec import Strict
-from runners.model_names import check_aug_cfg, check_model
+from runners.schema.model_names import check_aug_cfg, check_model
 
 ModelName = Annotated[str, AfterValidator(check_model)]  # an open_clip config, official or the repo's
 # open_clip's reduction_mask names (truncate = none); CLIPA's "block" is open_clip's "simple", kept
@@ -139,7 +139,7 @@ class ArchitectureParams(Strict):
 
 
 class DataParams(Strict):
-    """Procedural proxy data (runners/proxydata.py)."""
+    """Procedural proxy data (runners/training/proxydata.py)."""
     seed: int = 0
     image_px: int = Field(32, ge=8)
     train_samples: int = Field(8192, ge=64)

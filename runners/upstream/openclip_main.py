@@ -1,7 +1,7 @@
 """The only entry point to open_clip_train, also under torchrun at paper scale:
 
-    python -m runners.openclip_main ARGS...                      # one process (proxy)
-    torchrun --nproc_per_node 8 -m runners.openclip_main ARGS... # paper scale
+    python -m runners.upstream.openclip_main ARGS...                      # one process (proxy)
+    torchrun --nproc_per_node 8 -m runners.upstream.openclip_main ARGS... # paper scale
 
 It registers the repo's model configs, applies the compat fixes (webdataset end-of-shard marker;
 NLTK offline syntax mask, which then also holds in forked DataLoader workers), and turns
@@ -101,7 +101,7 @@ def configure(ours: dict[str, str], patch_dropout: float) -> None:
     import open_clip
     from open_clip_train import main as oc_main
 
-    from runners.masks import install
+    from runners.model.masks import install
 
     kind, probe = ours.get("mask-kind"), ours.get("token-probe")
     make = oc_main.create_model_and_transforms
@@ -120,7 +120,7 @@ def configure(ours: dict[str, str], patch_dropout: float) -> None:
     if mask not in REDUCTION_MASK:
         raise SystemExit(f"error: --cliprepro-text-mask must be one of {', '.join(REDUCTION_MASK)}")
     if mask == "syntax":
-        from runners.compat import fix_syntax_mask_offline
+        from runners.upstream.compat import fix_syntax_mask_offline
 
         fix_syntax_mask_offline()  # never nltk.download: the tagger from NLTK_DATA, or a clear error
     if REDUCTION_MASK[mask]:
@@ -130,8 +130,8 @@ def configure(ours: dict[str, str], patch_dropout: float) -> None:
 def main(argv: list[str]) -> int:
     from open_clip_train import main as oc_main
 
-    from runners import compat
-    from runners.models import model_config, register_repo_configs
+    from runners.upstream import compat
+    from runners.model.models import model_config, register_repo_configs
 
     argv, ours = split_args(argv)
     register_repo_configs()
