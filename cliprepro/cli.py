@@ -162,6 +162,18 @@ def cmd_validate(args, layout: Layout) -> int:
     return 0
 
 
+def cmd_docs(args, layout: Layout) -> int:
+    from cliprepro.claimsdoc import render
+    from cliprepro.record import atomic_write_text
+
+    suites = {n: layout.load(n)[0] for n in layout.suite_names()}
+    expected = {n: layout.load(n)[1] for n in layout.suite_names()}
+    path = layout.root / "docs" / "claims.md"
+    atomic_write_text(path, render(suites, expected))
+    print(f"wrote {path}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cliprepro", description=__doc__.split("\n")[0])
     root = argparse.ArgumentParser(add_help=False)  # --root before or after the command
@@ -184,13 +196,14 @@ def parser() -> argparse.ArgumentParser:
     c = sub.add_parser("calibrate", parents=[root], help="run the proxy scale N times and set the gates in expected/")
     c.add_argument("suite")
     c.add_argument("--runs", type=int, help="number of runs (at least 5 if a run is under 1 min, else 3)")
+    sub.add_parser("docs", parents=[root], help="rewrite docs/claims.md from suites/ and expected/")
     rep = sub.add_parser("report", parents=[root], help="render reports/ from the committed records in results/")
     rep.add_argument("--build", help="also read BUILD/results and write to BUILD/reports")
     return p
 
 
 COMMANDS = {"list": cmd_list, "validate": cmd_validate, "run": cmd_run, "calibrate": cmd_calibrate,
-            "report": cmd_report}
+            "report": cmd_report, "docs": cmd_docs}
 
 
 def main(argv: list[str] | None = None) -> int:
