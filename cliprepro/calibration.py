@@ -21,7 +21,7 @@ HEADER = ("# Gate entries (kind calibrated_effect) are written by `cliprepro cal
 
 
 def runs_needed(run_s: float) -> int:
-    """DESIGN.md: >= 5 calibration runs where a run costs under a minute, else >= 3."""
+    """docs/design.md: >= 5 calibration runs where a run costs under a minute, else >= 3."""
     return 5 if run_s < 60 else 3
 
 

@@ -108,7 +108,7 @@ def cmd_calibrate(args, layout: Layout) -> int:
         if outcome.record.status != "completed":
             print(f"calibration run {i + 1} failed: {outcome.record.message}", file=sys.stderr)
             return 1
-        if i == 0:  # DESIGN.md: >= 5 runs where a run costs under a minute, else >= 3
+        if i == 0:  # docs/design.md: >= 5 runs where a run costs under a minute, else >= 3
             runs = max(runs, runs_needed(outcome.record.timings["wall_s"]))
         ids.append(outcome.record_id)
         i += 1

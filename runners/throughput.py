@@ -1,6 +1,6 @@
 """Throughput runner: time an open_clip model's training step over a sweep of arms.
 
-Protocol (DESIGN.md "Runners"): train mode (PatchDropout is a no-op in eval mode); per arm, the
+Protocol (docs/design.md "Runners"): train mode (PatchDropout is a no-op in eval mode); per arm, the
 token count reaching the first vision block and the SDPA kernel the profiler saw are recorded, and
 a mismatch with the plan is an error; interleaved rounds in rotated order, timed blocks >= 1 s,
 >= 9 rounds; per-round ratio of per-sample times against the arm's baseline, its median and

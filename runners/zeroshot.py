@@ -62,7 +62,7 @@ def classify(model, tokenizer, transform, root: Path, name: str, device: torch.d
         raise FileNotFoundError(f"no clip_benchmark wds set at {root} (needs test/nshards.txt)")
     ds = build_dataset(f"wds/{name}", root=str(root), transform=transform, split="test",
                        download=False, task="zeroshot_classification")
-    amp, dev = False, str(device)  # no bf16 autocast on CPU (traps.md); clip_benchmark wants a str
+    amp, dev = False, str(device)  # no bf16 autocast on CPU (docs/traps.md); clip_benchmark wants a str
     classifier = zsc.zero_shot_classifier(model, tokenizer, ds.classes, ds.templates, dev, amp=amp)
     logits, target = zsc.run_classification(model, classifier, _loader(ds, batch_size), dev, amp=amp)
     pred = logits.argmax(axis=1)

@@ -20,3 +20,29 @@ def test_every_entry_is_listed():
     for name in layout.suite_names():
         for e in layout.load(name)[1].entries:
             assert f"`{e.claim}`" in text
+
+
+def _user_facing():
+    yield REPO / "README.md"
+    yield from sorted((REPO / "docs").glob("*.md"))
+    yield from sorted((REPO / "suites").glob("*.yaml"))
+    yield from sorted((REPO / "expected").glob("*.yaml"))
+    yield REPO / "model_configs" / "README.md"
+
+
+FORBIDDEN = ("../shared", "/work/", "/root/", "/home/", "/tmp/", "DESIGN.md")
+
+
+def test_user_facing_docs_stand_alone():
+    """A clone has no sibling research notes and no machine of ours: nothing user-facing points there."""
+    bad = [(p.relative_to(REPO).as_posix(), word) for p in _user_facing() for word in FORBIDDEN
+           if word in p.read_text()]
+    assert bad == []
+
+
+def test_docs_links_resolve():
+    import re
+
+    for page in sorted((REPO / "docs").glob("*.md")) + [REPO / "README.md"]:
+        for target in re.findall(r"\]\(([^)#:]+\.md)\)", page.read_text()):
+            assert (page.parent / target).exists(), (page.name, target)

@@ -1,4 +1,4 @@
-"""Paper-scale plans: the generated torchrun lines against the published scripts (claims.md 1c)."""
+"""Paper-scale plans: the generated torchrun lines against the published scripts."""
 from __future__ import annotations
 
 import shlex
@@ -10,7 +10,7 @@ from runners.schema.params import PaperRecipe
 from runners.training.recipe import torchrun_lines
 from tests.conftest import REPO
 
-# Transcribed from open_clip docs/script_examples/clipa/ (claims.md 1c): per-GPU batch on 8 GPUs,
+# Transcribed from open_clip docs/script_examples/clipa/: per-GPU batch on 8 GPUs,
 # lr, warmup, epochs / samples, model, --force-image-size. Not derived from the suite files.
 PUBLISHED = {
     ("clipa_b16", "pretrain"): {"--model": "ViT-B-16-CL16", "--force-image-size": "112", "--batch-size": "8192",
@@ -85,7 +85,7 @@ class TestTorchrunLines:
 
 
 class TestFlipPlan:
-    """flip_mask_ablation's paper plan against claims.md 2b / 2d: batches 16k / 32k / 64k, lr
+    """flip_mask_ablation's paper plan against FLIP Table 1a / Appendix A: batches 16k / 32k / 64k, lr
     4e-6 x batch / 256, warm-up 51.2M samples; unmasked tuning from each masked arm at 4e-8."""
     EXPECT = {"clip": ("0", "256", "0.000256", "3125", None),
               "mask50": ("0.5", "512", "0.000512", "1563", None),

@@ -1,4 +1,4 @@
-"""Unit tests for cliprepro.verdict: the judging table of DESIGN.md "Verdicts"."""
+"""Unit tests for cliprepro.verdict: the judging table of docs/design.md "Verdicts"."""
 from __future__ import annotations
 
 import pytest

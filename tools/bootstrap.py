@@ -3,7 +3,7 @@
 
 Every entry point (README commands, tox envs, .ci/run) goes through here, so torch (~6 GB) is
 installed once per machine and per dependency set, never per tox env (tox 4 recreates a shared
-env_dir when another env name uses it, traps.md).
+env_dir when another env name uses it, docs/traps.md).
 
 The venv is keyed by a sha256 of pyproject.toml and constraints.txt; it lives under
 $CLIPREPRO_VENV_ROOT (default ~/.cache/cliprepro). Only the dependencies are installed: the

@@ -39,7 +39,7 @@ class Arm(Strict):
 
 
 class OptimizerCfg(Strict):
-    """Set explicitly for both optimizers (timm's Lamb clips and adapts by default, traps.md)."""
+    """Set explicitly for both optimizers (timm's Lamb clips and adapts by default, docs/traps.md)."""
     lr: float = Field(5e-4, gt=0)
     betas: tuple[float, float] = (0.9, 0.98)
     eps: float = Field(1e-6, gt=0)
@@ -194,7 +194,7 @@ class Contrast(Strict):
 
 class BestOf(Strict):
     """`best` beats every stage in `others`: value and bounds are the minimum over the pairwise
-    gains, so the lower bound is > 0 only when every pairwise lower bound is (DESIGN.md)."""
+    gains, so the lower bound is > 0 only when every pairwise lower bound is (docs/design.md)."""
     name: str = Field(pattern=r"^[a-z0-9_]+$")
     best: str
     others: list[str] = Field(min_length=1)

@@ -1,6 +1,6 @@
 """Child process for CPU peak memory of one sweep arm: prints the peak-RSS growth in MiB.
 
-ru_maxrss is a high-water mark per process, so each arm gets its own process (DESIGN.md).
+ru_maxrss is a high-water mark per process, so each arm gets its own process (docs/design.md).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Every fix for an upstream bug, in one place (traps.md). Each has a test in tests/test_compat.py
+"""Every fix for an upstream bug, in one place (docs/traps.md). Each has a test in tests/test_compat.py
 that fails when the bug is gone (so the fix can go) or back (so the fix is still needed).
 
 - open_clip_train + webdataset >= 0.2.96: `tar_file_expander` yields an end-of-shard marker that
