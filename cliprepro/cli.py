@@ -58,7 +58,7 @@ def cmd_run(args, layout: Layout) -> int:
             raise InputError(layout.suites / f"{name}.yaml", "scales",
                              f"no {args.scale!r} scale planned; this suite has {', '.join(sorted(suite.scales))}"
                              + (" (`--scale ci` runs each suite at its CI scale)" if args.suite == "all" else ""))
-    status, folders = 0, set()
+    status, folders, skipped = 0, set(), []
     for name in names:
         outcome = execute(layout, name, scale=scales[name], dry_run=args.dry_run, claims=args.claim,
                           out=out, control=args.negative_control)
@@ -68,9 +68,13 @@ def cmd_run(args, layout: Layout) -> int:
         _print_outcome(outcome)
         status = max(status, _outcome_status(outcome))
         folders.add(outcome.path.parent)
+        skipped += [f"{name}/{x.claim}" for x in outcome.record.results
+                    if x.role == "gate" and x.verdict == "skipped"]
     for folder in sorted(folders):  # re-render the reports beside the records just written
         report_dir = render_into(layout, None if folder == layout.results else folder.parent)
         print(f"report: {report_dir / 'README.md'}")
+    if skipped:  # a skipped gate is not a pass (exit status 1): say which, at the very end
+        print(f"\n{len(skipped)} gates skipped: {', '.join(skipped)} (each record says what to provide)")
     return status
 
 

@@ -30,6 +30,7 @@ from runners.schema.params import PaperRecipe, Stage, TrainParams as Params
 from runners.training.proxydata import DataSpec, chance_pct, ensure
 from runners.model.flops import tower_flops
 from runners.model.masks import classify_kept, kept_patches, planned_mask
+from runners import declared_metrics
 from runners.model.models import image_token_count, model_config, with_overrides
 from runners.training.recipe import describe
 
@@ -200,6 +201,27 @@ def run_released(recipe: PaperRecipe, build_dir: Path) -> Output:
     return out
 
 
+def uses_syntax_mask(params: Params) -> bool:
+    """CLIPA's syntax text mask anywhere in the run: a stage, its model's config, a text check."""
+    def model_syntax(model: str) -> bool:
+        return model_config(model)["text_cfg"].get("tokenizer_kwargs", {}).get("reduction_mask") == "syntax"
+    return (any(s.text_mask == "syntax" or model_syntax(s.model) for s in params.stages)
+            or any("syntax" in (t.mask, t.reference) for t in params.text_checks))
+
+
+def missing_resources(params: Params) -> str:
+    """Why this run cannot start here ('' when it can): NLTK's tagger for the syntax mask."""
+    from runners.upstream.compat import MissingResource, require_nltk_tagger
+
+    if not uses_syntax_mask(params):
+        return ""
+    try:
+        require_nltk_tagger()
+    except MissingResource as exc:
+        return f"skipped: CLIPA's syntax text mask needs it. {exc}"
+    return ""
+
+
 def _check_probe(stage: Stage, logs: Path) -> list[str]:
     """A mismatch between the planned tokens and those the first training batch carried."""
     probe = logs / PROBE
@@ -231,6 +253,10 @@ def run(params: Params | PaperRecipe, scale: str, build_dir: Path = CACHE) -> Ou
         return run_released(params, build_dir)
     device = torch.device("cpu")
     out = Output(device=device_info(device))
+    missing = missing_resources(params)
+    if missing:  # skipped, saying what to install: never a half-run, never a download
+        out.skip = {m: missing for m in declared_metrics(params)}
+        return out
     spec = DataSpec(**params.data.model_dump())
     data = ensure(spec, build_dir / "data")
     out.inputs = {"data": f"proxy procedural data {spec.fingerprint()}", "data_spec": params.data.model_dump(),

@@ -246,3 +246,21 @@ class TestPaperScaleTraining:
         (root_copy / "cliprepro.yaml").write_text("imagenet: /x\n")
         assert main(["--root", str(root_copy), "run", "clipa_l16", "--scale", "paper"]) == 2
         assert "cliprepro.yaml: imagenet: unknown key; allowed: imagenet_val, weights" in capsys.readouterr().err
+
+
+class TestWithoutTheTagger:
+    """A plain clone without NLTK's tagger: the syntax suites are skipped saying what to install,
+    the run ends naming the skipped gates, exit status 1; nothing trains, nothing crashes."""
+
+    def test_syntax_suite_is_skipped_with_the_command(self, root_copy, tmp_path, capsys, monkeypatch):
+        empty = tmp_path / "no_nltk_data"
+        empty.mkdir()
+        monkeypatch.setenv("NLTK_DATA", str(empty))
+        import nltk
+
+        monkeypatch.setattr(nltk.data, "path", [str(empty)])  # no tagger anywhere NLTK looks
+        assert main(["--root", str(root_copy), "run", "clipa_strategies", "--scale", "ci"]) == 1
+        out = capsys.readouterr().out
+        assert "1 gates skipped: clipa_strategies/clipa_syntax_keeps_content_words" in out
+        assert "python -m nltk.downloader averaged_perceptron_tagger_eng" in out
+        assert not (root_copy / "build" / "train").exists()  # nothing trained

@@ -16,6 +16,55 @@ def _bootstrap(root):
     return mod
 
 
+class TestNltkTagger:
+    """The bootstrap finds NLTK's tagger: the cache, a download once, a sibling shared/, or none."""
+
+    @staticmethod
+    def setup(tmp_path, monkeypatch, *, cached=False, shared=False, downloads=False):
+        root = tmp_path / "clone" / "main"
+        root.mkdir(parents=True)
+        boot = _bootstrap(root)
+        venv_root = tmp_path / "cache"
+        monkeypatch.setenv("CLIPREPRO_VENV_ROOT", str(venv_root))
+        target = venv_root / "venv-x"
+        target.mkdir(parents=True)
+        if cached:
+            (venv_root / "nltk_data" / boot.NLTK_TAGGER).mkdir(parents=True)
+        if shared:
+            (root.parent / "shared" / "nltk_data" / boot.NLTK_TAGGER).mkdir(parents=True)
+        calls = []
+
+        def fake_run(argv, **kw):  # NLTK's downloader, offline unless told otherwise
+            calls.append(argv)
+            if downloads:
+                (venv_root / "nltk_data" / boot.NLTK_TAGGER).mkdir(parents=True)
+            return None
+
+        monkeypatch.setattr(boot.subprocess, "run", fake_run)
+        return boot, target, venv_root, root, calls
+
+    def test_cached_tagger_is_used_without_a_download(self, tmp_path, monkeypatch):
+        boot, target, venv_root, _, calls = self.setup(tmp_path, monkeypatch, cached=True)
+        assert boot.nltk_data(target) == str(venv_root / "nltk_data") and calls == []
+
+    def test_downloaded_once_with_nltks_downloader(self, tmp_path, monkeypatch, capsys):
+        boot, target, venv_root, _, calls = self.setup(tmp_path, monkeypatch, downloads=True)
+        assert boot.nltk_data(target) == str(venv_root / "nltk_data")
+        assert calls[0][1:4] == ["-m", "nltk.downloader", "-d"] and calls[0][-1] == "averaged_perceptron_tagger_eng"
+        assert "installing NLTK's English POS tagger" in capsys.readouterr().err
+
+    def test_offline_uses_the_sibling_shared_folder(self, tmp_path, monkeypatch, capsys):
+        boot, target, _, root, calls = self.setup(tmp_path, monkeypatch, shared=True)
+        assert boot.nltk_data(target) == str(root.parent / "shared" / "nltk_data")
+        assert "could not download it" in capsys.readouterr().err and len(calls) == 1
+
+    def test_plain_clone_offline_says_how_and_tries_once(self, tmp_path, monkeypatch, capsys):
+        boot, target, _, _, calls = self.setup(tmp_path, monkeypatch)
+        assert boot.nltk_data(target) is None
+        assert "syntax suites will be skipped until you run" in capsys.readouterr().err
+        assert boot.nltk_data(target) is None and len(calls) == 1  # not again on the next command
+
+
 class TestBootstrap:
     def test_key_follows_pyproject_and_constraints(self, tmp_path):
         for name in ("pyproject.toml", "constraints.txt"):

@@ -12,6 +12,11 @@ project's own code always runs from the working tree (PYTHONPATH), so two clones
     python3 tools/bootstrap.py                 # build if needed, print the venv path
     python3 tools/bootstrap.py exec CMD ARGS   # build if needed, run CMD inside it
 
+It also provides NLTK's English POS tagger (CLIPA's syntax text mask): installed once with NLTK's
+own downloader into the cache, saying so; if that cannot reach the network, a sibling
+shared/nltk_data folder (as CI lays it out); else the syntax suites are `skipped`, saying how to
+install it. $NLTK_DATA, when set, is used as it is.
+
 Stdlib only: this runs before anything is installed.
 """
 from __future__ import annotations
@@ -40,9 +45,12 @@ def venv_key() -> str:
     return digest.hexdigest()[:16]
 
 
+def cache_root() -> Path:
+    return Path(os.environ.get("CLIPREPRO_VENV_ROOT", Path.home() / ".cache" / "cliprepro"))
+
+
 def venv_dir() -> Path:
-    base = Path(os.environ.get("CLIPREPRO_VENV_ROOT", Path.home() / ".cache" / "cliprepro"))
-    return base / f"venv-{venv_key()}"
+    return cache_root() / f"venv-{venv_key()}"
 
 
 def requirements() -> list[str]:
@@ -74,14 +82,49 @@ def ensure() -> Path:
     return target
 
 
+NLTK_TAGGER = Path("taggers") / "averaged_perceptron_tagger_eng"
+NLTK_TRIED = ".nltk-tagger-tried"  # one download attempt per venv, not one per command
+
+
+def nltk_cache() -> Path:
+    return cache_root() / "nltk_data"
+
+
+def nltk_data(target: Path) -> str | None:
+    """A folder with NLTK's English tagger, installing it with NLTK's downloader once (said on
+    stderr); else a sibling shared/nltk_data; else None (the syntax suites will be skipped)."""
+    cache, shared = nltk_cache(), ROOT.parent / "shared" / "nltk_data"
+    if (cache / NLTK_TAGGER).is_dir():
+        return str(cache)
+    if not (target / NLTK_TRIED).exists():
+        (target / NLTK_TRIED).touch()
+        cache.mkdir(parents=True, exist_ok=True, mode=0o700)  # NLTK refuses world-writable folders
+        print(f"[bootstrap] installing NLTK's English POS tagger (CLIPA's syntax text mask) into {cache} "
+              "with NLTK's downloader (once)", file=sys.stderr)
+        try:
+            subprocess.run([str(target / "bin" / "python"), "-m", "nltk.downloader", "-d", str(cache),
+                            "averaged_perceptron_tagger_eng"], stdin=subprocess.DEVNULL,
+                           capture_output=True, timeout=300, check=False)
+        except subprocess.TimeoutExpired:
+            pass
+        if (cache / NLTK_TAGGER).is_dir():
+            return str(cache)
+        print("[bootstrap] could not download it (no network?)"
+              + (f"; using {shared}" if (shared / NLTK_TAGGER).is_dir() else
+                 f"; the syntax suites will be skipped until you run: {target / 'bin' / 'python'} -m "
+                 f"nltk.downloader -d {cache} averaged_perceptron_tagger_eng"), file=sys.stderr)
+    return str(shared) if (shared / NLTK_TAGGER).is_dir() else None
+
+
 def run_in(target: Path, argv: list[str]) -> int:
     env = dict(os.environ)
     env["VIRTUAL_ENV"] = str(target)
     env["PATH"] = f"{target / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    nltk_default = ROOT.parent / "shared" / "nltk_data"
-    if "NLTK_DATA" not in env and nltk_default.is_dir():
-        env["NLTK_DATA"] = str(nltk_default)
+    if "NLTK_DATA" not in env:
+        found = nltk_data(target)
+        if found:
+            env["NLTK_DATA"] = found
     return subprocess.run(argv, env=env).returncode
 
 

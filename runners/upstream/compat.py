@@ -27,9 +27,10 @@ import textwrap
 from types import ModuleType
 
 NLTK_TAGGER = "taggers/averaged_perceptron_tagger_eng"
+NLTK_INSTALL = "python -m nltk.downloader averaged_perceptron_tagger_eng"
 NLTK_HELP = ("NLTK's English POS tagger is missing (resource 'averaged_perceptron_tagger_eng', NLTK >= 3.9). "
-             "Point NLTK_DATA at a folder that has taggers/averaged_perceptron_tagger_eng/ (this repo's CI uses "
-             "../shared/nltk_data), or install it once with: python -m nltk.downloader averaged_perceptron_tagger_eng")
+             f"Install it once with: {NLTK_INSTALL} (or point NLTK_DATA at a folder that has "
+             "taggers/averaged_perceptron_tagger_eng/)")
 
 
 class MissingResource(RuntimeError):
