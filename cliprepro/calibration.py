@@ -12,7 +12,7 @@ import yaml
 from cliprepro import record as rec
 from cliprepro.layout import Layout
 from cliprepro.record import atomic_write_text
-from cliprepro.claims import CalibratedEffect, SeedSpread
+from cliprepro.claims import CalibratedEffect, SeedSpread, eval_se_of
 from cliprepro.spec import ExpectedFile
 from cliprepro.verdict import Calibrated, attainability_problems, calibrate
 
@@ -35,7 +35,7 @@ def expected_from_records(entry: CalibratedEffect, records: dict[str, rec.Record
         ns.add(metric.n)
         if metric.over == "seeds":
             per_seed += metric.samples if len(metric.samples) == metric.n else [metric.value]
-            eval_ses.append(metric.eval_se if metric.eval_se is not None else (metric.hi - metric.lo) / 3.919928)
+            eval_ses.append(eval_se_of(metric.measured()))
     return calibrate(values, halfwidths, n=min(ns), per_seed=per_seed or None, eval_ses=eval_ses or None)
 
 

@@ -8,8 +8,9 @@ knows its threshold, judges a measurement (`judge`) and says why it could never 
 from __future__ import annotations
 
 import math
+import typing
 from dataclasses import dataclass, field
-from typing import Annotated, Literal, Union
+from typing import Annotated, ClassVar, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -34,6 +35,13 @@ class Measured:
     over: Over | None = None
     eval_se: float | None = None
     samples: tuple[float, ...] = field(default=())
+
+
+def eval_se_of(m: Measured) -> float:
+    """The evaluation s.e. of a mean over seeds: as the runner gave it, or (records of schema 1)
+    derived from its 95% interval (over seeds, a wider one: conservative)."""
+    assert m.lo is not None and m.hi is not None
+    return m.eval_se if m.eval_se is not None else (m.hi - m.lo) / (2 * 1.959964)
 
 
 class Strict(BaseModel):
@@ -111,11 +119,13 @@ class Claim(Strict):
         if m.over != "seeds":
             return m.lo, m.hi, f" ({RULES[m.over]})" if m.over else ""
         spread = self.spread()
-        se = m.eval_se if m.eval_se is not None else (m.hi - m.lo) / (2 * 1.959964)
+        se = eval_se_of(m)
         samples = list(m.samples) if len(m.samples) == m.n else []
         iv = seed_interval(m.value, m.n, se, spread.sd if spread else None, spread.df if spread else None,
                            samples)
         return iv.lo, iv.hi, f" ({iv.rule})"
+
+    uses_interval: ClassVar[bool] = True  # False: judged on the value alone (exact counts, released weights)
 
     def judge(self, m: Measured | None) -> tuple[str, str]:
         if self.expected_value() is None and self.kind == "calibrated_effect":
@@ -124,15 +134,17 @@ class Claim(Strict):
             return "error", f"no measurement of {self.metric!r}"
         if not _finite(m.value):
             return "error", f"measurement of {self.metric!r} is not finite ({m.value})"
-        return self._judge(m)
-
-    def _judge(self, m: Measured) -> tuple[str, str]:
-        raise NotImplementedError
-
-    def _interval_or_error(self, m: Measured) -> tuple[float, float, str] | tuple[str, str]:
+        if not self.uses_interval:
+            return self._decide_value(m.value)
         if not _finite(m.lo, m.hi):
             return "error", f"{self.kind} needs an interval; {self.metric!r} has none"
-        return self.interval(m)
+        return self._decide(*self.interval(m))
+
+    def _decide_value(self, value: float) -> tuple[str, str]:
+        raise NotImplementedError
+
+    def _decide(self, lo: float, hi: float, how: str) -> tuple[str, str]:
+        raise NotImplementedError
 
     def problems(self) -> list[str]:
         """Why this entry could only ever be inconclusive, or cannot be what it says (empty: fine)."""
@@ -142,16 +154,16 @@ class Claim(Strict):
 class _Absolute(Claim):
     """|measured − value| within an absolute tolerance; no interval is used."""
     value: float
+    uses_interval: ClassVar[bool] = False
 
     def tolerance(self) -> float:
         raise NotImplementedError
 
-    def _judge(self, m: Measured) -> tuple[str, str]:
-        assert m.value is not None
-        diff = abs(m.value - self.value)
+    def _decide_value(self, value: float) -> tuple[str, str]:
+        diff = abs(value - self.value)
         ok = diff <= self.tolerance() + 1e-12  # printed precision is inclusive
         return ("reproduced" if ok else "not_reproduced"), (
-            f"|{m.value:.6g} - {self.value:g}| = {diff:.3g} {'within' if ok else 'outside'} "
+            f"|{value:.6g} - {self.value:g}| = {diff:.3g} {'within' if ok else 'outside'} "
             f"tolerance {self.tolerance():g}")
 
 
@@ -180,11 +192,7 @@ class _Ratio(Claim):
     rel_delta: float = Field(ge=0, lt=1, description="relative slack: threshold = value x (1 -/+ rel_delta)")
     planned_halfwidth: float = Field(gt=0, description="half-width of the interval the planned run reaches")
 
-    def _judge(self, m: Measured) -> tuple[str, str]:
-        got = self._interval_or_error(m)
-        if isinstance(got[0], str):
-            return got  # type: ignore[return-value]
-        lo, hi, how = got  # type: ignore[misc]
+    def _decide(self, lo: float, hi: float, how: str) -> tuple[str, str]:
         return _one_sided(lo, hi, self.threshold(), self.kind == "at_least", how)
 
     def problems(self) -> list[str]:
@@ -219,11 +227,7 @@ class TwoSidedBand(Claim):
     planned_halfwidth: float = Field(gt=0, description="half-width of the interval the planned run reaches")
     seed_spread: SeedSpread | None = None
 
-    def _judge(self, m: Measured) -> tuple[str, str]:
-        got = self._interval_or_error(m)
-        if isinstance(got[0], str):
-            return got  # type: ignore[return-value]
-        lo, hi, how = got  # type: ignore[misc]
+    def _decide(self, lo: float, hi: float, how: str) -> tuple[str, str]:
         a, b = self.value - self.band_halfwidth, self.value + self.band_halfwidth
         if a <= lo and hi <= b:
             return "reproduced", f"interval [{lo:.4g}, {hi:.4g}] inside [{a:.4g}, {b:.4g}]{how}"
@@ -267,11 +271,7 @@ class CalibratedEffect(Claim):
             return None
         return self.null_value + self.kept_fraction * (self.value - self.null_value)
 
-    def _judge(self, m: Measured) -> tuple[str, str]:
-        got = self._interval_or_error(m)
-        if isinstance(got[0], str):
-            return got  # type: ignore[return-value]
-        lo, hi, how = got  # type: ignore[misc]
+    def _decide(self, lo: float, hi: float, how: str) -> tuple[str, str]:
         assert self.value is not None
         return _one_sided(lo, hi, self.threshold(), self.value >= self.null_value, how)  # type: ignore[arg-type]
 
@@ -307,11 +307,7 @@ class Direction(Claim):
     def expected_value(self) -> float:
         return self.margin
 
-    def _judge(self, m: Measured) -> tuple[str, str]:
-        got = self._interval_or_error(m)
-        if isinstance(got[0], str):
-            return got  # type: ignore[return-value]
-        lo, hi, how = got  # type: ignore[misc]
+    def _decide(self, lo: float, hi: float, how: str) -> tuple[str, str]:
         if lo > self.margin:
             return "reproduced", f"lower bound {lo:.4g} > margin {self.margin:.4g}: the paper's direction{how}"
         if hi < self.margin:
@@ -322,7 +318,8 @@ class Direction(Claim):
 # Paired kinds (a soup against its best ingredient, time-to-target) join this union as classes.
 ExpectedEntry = Annotated[Union[ExactCount, ReleasedWeights, AtLeastRatio, AtMostRatio, TwoSidedBand,
                                 CalibratedEffect, Direction], Field(discriminator="kind")]
-KINDS = ("exact", "released_weights", "at_least", "at_most", "two_sided", "calibrated_effect", "direction")
+KINDS: tuple[str, ...] = tuple(typing.get_args(cls.model_fields["kind"].annotation)[0]
+                               for cls in typing.get_args(typing.get_args(ExpectedEntry)[0]))
 
 
 def migrate_v1(entry: dict) -> dict:

@@ -44,7 +44,7 @@ def _outcome_status(outcome) -> int:
 
 
 def cmd_run(args, layout: Layout) -> int:
-    from cliprepro.runflow import execute
+    from cliprepro.runflow import execute, pick_scale
 
     names = layout.suite_names() if args.suite == "all" else [args.suite]
     out = Path(args.out) if args.out else None
@@ -54,10 +54,12 @@ def cmd_run(args, layout: Layout) -> int:
     for name in names:  # every suite's scale is decided (and refused) before anything runs
         suite, _ = layout.load(name)
         scales[name] = suite.ci_scale if args.scale == "ci" else args.scale
-        if scales[name] not in ("auto", *suite.scales):
-            raise InputError(layout.suites / f"{name}.yaml", "scales",
-                             f"no {args.scale!r} scale planned; this suite has {', '.join(sorted(suite.scales))}"
-                             + (" (`--scale ci` runs each suite at its CI scale)" if args.suite == "all" else ""))
+        if scales[name] != "auto":  # the one check of a requested scale (execute makes it again)
+            try:
+                pick_scale(suite, scales[name], cuda=False)
+            except InputError as exc:
+                hint = " (`--scale ci` runs each suite at its CI scale)" if args.suite == "all" else ""
+                raise InputError(exc.path, exc.field, exc.problem + hint) from None
     status, folders, skipped = 0, set(), []
     for name in names:
         outcome = execute(layout, name, scale=scales[name], dry_run=args.dry_run, claims=args.claim,

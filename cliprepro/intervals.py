@@ -97,7 +97,7 @@ def pass_probability_seeds(effect: float, null: float, threshold: float, n: int,
     true value is `null`, with the same spread (its own is not known before it runs)."""
     sd_u = sd_upper(sd, df)
     spread = math.sqrt(sd_u ** 2 / n + eval_se ** 2)
-    half = t_quantile(0.5 + CONFIDENCE / 2, df) * math.sqrt(sd ** 2 / n + eval_se ** 2)
+    half = seed_interval(0.0, n, eval_se, sd, df, []).hi  # the half-width the verdict will use
     return _one_sided(effect, null, threshold, half, half, spread, upward,
                       f"n={n} seeds, spread upper bound {sd_u:.3g} (estimate {sd:.3g}, df {df:g})")
 

@@ -64,7 +64,7 @@ def pick_scale(suite: Suite, requested: str, cuda: bool, weights: bool = False) 
     if requested != "auto":
         if requested not in suite.scales:
             raise InputError(f"suites/{suite.suite}.yaml", "scales",
-                             f"no {requested!r} scale planned; planned: {', '.join(sorted(suite.scales))}")
+                             f"no {requested!r} scale planned; this suite has {', '.join(sorted(suite.scales))}")
         return requested
     if suite.runner == "architecture":
         return suite.ci_scale

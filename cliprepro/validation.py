@@ -100,7 +100,7 @@ def gate_probabilities(layout: Layout) -> tuple[list[list], float]:
         for e in exp.entries:
             if e.role != "gate":
                 continue
-            seeds = suite.scales[e.scale].params.get("seeds") if e.scale in suite.scales else None
+            seeds = suite.params_for(e.scale).get("seeds") if e.scale in suite.scales else None
             if isinstance(e, CalibratedEffect) and e.seed_spread is not None and seeds:
                 e = e.model_copy(update={"planned_n": len(seeds)})  # as many seeds as a run trains now
             p = pass_probability(e)

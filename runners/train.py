@@ -32,6 +32,7 @@ from runners.model.flops import tower_flops
 from runners.model.masks import classify_kept, kept_patches, planned_mask
 from runners import declared_metrics
 from runners.model.models import image_token_count, model_config, with_overrides
+from runners.model.models import uses_syntax_mask as model_uses_syntax
 from runners.training.recipe import describe
 
 __all__ = ["Params", "plan", "run"]
@@ -203,9 +204,7 @@ def run_released(recipe: PaperRecipe, build_dir: Path) -> Output:
 
 def uses_syntax_mask(params: Params) -> bool:
     """CLIPA's syntax text mask anywhere in the run: a stage, its model's config, a text check."""
-    def model_syntax(model: str) -> bool:
-        return model_config(model)["text_cfg"].get("tokenizer_kwargs", {}).get("reduction_mask") == "syntax"
-    return (any(s.text_mask == "syntax" or model_syntax(s.model) for s in params.stages)
+    return (any(s.text_mask == "syntax" or model_uses_syntax(s.model) for s in params.stages)
             or any("syntax" in (t.mask, t.reference) for t in params.text_checks))
 
 

@@ -26,6 +26,11 @@ def model_config(name: str) -> dict:
     return copy.deepcopy(cfg)
 
 
+def uses_syntax_mask(name: str) -> bool:
+    """The model's own tokenizer applies CLIPA's syntax text mask (needs NLTK's tagger)."""
+    return model_config(name)["text_cfg"].get("tokenizer_kwargs", {}).get("reduction_mask") == "syntax"
+
+
 def with_overrides(cfg: dict, *, image_size: int | None = None, context_length: int | None = None,
                    vocab_size: int | None = None, patch_dropout: float | None = None) -> dict:
     cfg = copy.deepcopy(cfg)

@@ -131,13 +131,12 @@ def main(argv: list[str]) -> int:
     from open_clip_train import main as oc_main
 
     from runners.upstream import compat
-    from runners.model.models import model_config, register_repo_configs
+    from runners.model.models import register_repo_configs, uses_syntax_mask
 
     argv, ours = split_args(argv)
     register_repo_configs()
     model = argv[argv.index("--model") + 1] if "--model" in argv else None
-    needs_syntax = ours.get("text-mask") == "syntax" or (bool(model) and (
-        model_config(model)["text_cfg"].get("tokenizer_kwargs", {}).get("reduction_mask") == "syntax"))
+    needs_syntax = ours.get("text-mask") == "syntax" or (bool(model) and uses_syntax_mask(model))
     try:
         compat.apply_all(syntax_mask=needs_syntax)
     except compat.MissingResource as exc:
