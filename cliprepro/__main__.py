@@ -2,4 +2,5 @@ import sys
 
 from cliprepro.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # trainer processes (multiprocessing's forkserver) import this module too
+    sys.exit(main())

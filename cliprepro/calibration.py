@@ -5,6 +5,8 @@ recomputes them, so a test can check expected/ against the records it cites.
 """
 from __future__ import annotations
 
+import secrets
+import statistics
 from pathlib import Path
 
 import yaml
@@ -12,7 +14,8 @@ import yaml
 from cliprepro import record as rec
 from cliprepro.layout import Layout
 from cliprepro.record import atomic_write_text
-from cliprepro.claims import CalibratedEffect, SeedSpread, eval_se_of
+from cliprepro.claims import CalibratedEffect, ControlCalibration, SeedSpread, eval_se_of, pass_probability
+from cliprepro.intervals import best_kept_fraction
 from cliprepro.spec import ExpectedFile
 from cliprepro.verdict import Calibrated, attainability_problems, calibrate
 
@@ -50,6 +53,75 @@ def calibrated_fields(cal: Calibrated, ids: list[str]) -> dict:
             "eval_se": cal.eval_se}
 
 
+def control_from_record(record: rec.Record, rid: str, metric: str) -> ControlCalibration | None:
+    """The negative control's value as its calibration run measured it (None: one seed, whose
+    spread it cannot show)."""
+    m = record.metrics.get(metric)
+    if m is None or m.value is None:
+        return None
+    if m.over == "seeds":
+        if m.n < 2 or len(m.samples) != m.n:
+            return None
+        return ControlCalibration(record=rid, value=round(m.value, 4), seed_sd=round(statistics.stdev(m.samples), 4),
+                                  eval_se=round(m.eval_se or 0.0, 4))
+    return ControlCalibration(record=rid, value=round(m.value, 4))
+
+
+def derive(entry: CalibratedEffect, ids: list[str], control_id: str | None,
+           records: dict[str, rec.Record]) -> dict:
+    """Every field calibration sets: the calibrated ones, the control's model, and the kept
+    fraction (threshold) that maximises the smaller of P(pass) and P(control fails)."""
+    fields = calibrated_fields(expected_from_records(entry.model_copy(update={"calibration": ids}), records), ids)
+    fields["control_calibration"] = (control_from_record(records[control_id], control_id, entry.metric)
+                                     if control_id else None)
+    provisional = entry.model_copy(update=fields)
+    if pass_probability(provisional) is not None:  # a finding, or no spread: the kept fraction stays
+        fields["kept_fraction"], _p = best_kept_fraction(lambda k: pass_probability(provisional, k))
+    return fields
+
+
+SEED_BASE_MIN = 1_000_000  # calibration seeds start here; check runs use the suites' small seeds
+
+
+def draw_seed_base() -> int:
+    """A fresh seed range per calibration: no model shares a seed with a check run or another
+    calibration (ranges of 1000 seeds; two calibrations collide with probability 1e-6)."""
+    return SEED_BASE_MIN + 1000 * secrets.randbelow(10 ** 6)
+
+
+def _without_seeds(params: dict) -> dict:
+    return {k: v for k, v in params.items() if k != "seeds"}
+
+
+def record_problems(record: rec.Record, params_now: dict, training_path: str | None) -> list[str]:
+    """Why a cited calibration record cannot stand behind a gate (empty: it can): it must be a
+    completed calibration run, from a clean tree at a known commit, trained fresh (own cache,
+    every stage trained, none reused), with today's proxy params (seeds aside) and, for a
+    training suite, today's training-path fingerprint (runners.training.fingerprint)."""
+    out = []
+    if record.record_type != "calibration":
+        out.append(f"is a {record.record_type} record, not a calibration run")
+    if record.status != "completed":
+        out.append(f"did not complete (status {record.status})")
+    git = record.provenance.get("git", {})
+    if not git.get("commit") or git.get("dirty") is not False:
+        out.append(f"came from a tree that is not known clean (commit {git.get('commit')}, dirty {git.get('dirty')})")
+    cal = record.provenance.get("calibration", {})
+    if not cal.get("fresh_cache"):
+        out.append("did not train in a fresh stage cache")
+    stages = [p for p in record.points if "stage" in p]  # train runner points; trained None: epochs 0
+    if any("trained" not in p for p in stages):
+        out.append("does not say whether its stages were trained fresh")
+    reused = [f"{p['stage']}/seed{p['seed']}" for p in stages if p.get("trained") is False]
+    if reused and not record.negative_control:  # a control is evaluated on its calibration's models
+        out.append(f"reused trained stages {', '.join(reused)}")
+    if _without_seeds(record.config.get("params", {})) != _without_seeds(params_now):
+        out.append("was made with other proxy params than the suite has now")
+    if training_path is not None and record.inputs.get("training_path") != training_path:
+        out.append(f"was trained on training path {record.inputs.get('training_path')}, not today's {training_path}")
+    return out
+
+
 def load_calibration(layout: Layout) -> dict[str, rec.Record]:
     return dict(rec.read(p) for p in rec.find(layout.calibration))
 
@@ -59,8 +131,10 @@ def write_expected(path: Path, exp: ExpectedFile) -> None:
     atomic_write_text(path, HEADER + yaml.safe_dump(data, sort_keys=False, width=100, allow_unicode=True))
 
 
-def apply(layout: Layout, name: str, ids: list[str]) -> tuple[ExpectedFile, list[str]]:
-    """Set every calibrated_effect entry of the suite from the calibration records `ids`."""
+def apply(layout: Layout, name: str, ids: list[str],
+          control_ids: dict[str, str] | None = None) -> tuple[ExpectedFile, list[str]]:
+    """Set every calibrated_effect entry of the suite from the calibration records `ids` and its
+    negative control's calibration record (`control_ids`: control name -> record id)."""
     _suite, exp = layout.load(name)
     records = load_calibration(layout)
     problems: list[str] = []
@@ -69,8 +143,8 @@ def apply(layout: Layout, name: str, ids: list[str]) -> tuple[ExpectedFile, list
         if entry.kind != "calibrated_effect":
             entries.append(entry)
             continue
-        cal = expected_from_records(entry.model_copy(update={"calibration": ids}), records)
-        new = CalibratedEffect.model_validate({**entry.model_dump(), **calibrated_fields(cal, ids)})
+        control_id = (control_ids or {}).get(entry.negative_control or "")
+        new = CalibratedEffect.model_validate({**entry.model_dump(), **derive(entry, ids, control_id, records)})
         problems += [f"{new.claim}: {p}" for p in attainability_problems(new)]
         entries.append(new)
     new_exp = ExpectedFile(suite=exp.suite, entries=entries)

@@ -35,6 +35,7 @@ class Measured:
     over: Over | None = None
     eval_se: float | None = None
     samples: tuple[float, ...] = field(default=())
+    data_wait_fraction: float | None = None  # a speed measured on a training loop: time waiting for data
 
 
 def eval_se_of(m: Measured) -> float:
@@ -74,6 +75,9 @@ def _one_sided(lo: float, hi: float, thr: float, upward: bool, how: str) -> tupl
     return "inconclusive", f"interval [{lo:.4g}, {hi:.4g}] straddles threshold {thr:.4g}{how}"
 
 
+# A speed measured on a training loop whose step waited for data longer than this share of its
+# time is judged inconclusive: it measures the loader, not the mechanism (docs/verdicts.md).
+MAX_DATA_WAIT_FRACTION = 0.10
 RULES = {"rounds": "order-statistic interval of the median over rounds", "exact": "exact count",
          "examples": "bootstrap over examples", "modelled": "modelled interval"}
 
@@ -134,6 +138,10 @@ class Claim(Strict):
             return "error", f"no measurement of {self.metric!r}"
         if not _finite(m.value):
             return "error", f"measurement of {self.metric!r} is not finite ({m.value})"
+        if m.data_wait_fraction is not None and m.data_wait_fraction > MAX_DATA_WAIT_FRACTION:
+            return "inconclusive", (f"measured while the step waited for data {m.data_wait_fraction:.0%} of "
+                                    f"the time (> {MAX_DATA_WAIT_FRACTION:.0%}): a data-bound speed says "
+                                    "nothing about the step")
         if not self.uses_interval:
             return self._decide_value(m.value)
         if not _finite(m.lo, m.hi):
@@ -242,6 +250,14 @@ class TwoSidedBand(Claim):
         return []
 
 
+class ControlCalibration(Strict):
+    """The gate's negative control, run once by `cliprepro calibrate` on the calibration's models."""
+    record: str = Field(description="id of the control's calibration record")
+    value: float
+    seed_sd: float = Field(0.0, ge=0, description="over seeds: spread of its per-seed values (0: deterministic)")
+    eval_se: float = Field(0.0, ge=0, description="over seeds: its evaluation s.e.")
+
+
 class CalibratedEffect(Claim):
     """A proxy effect against this project's calibration runs: the interval's bound keeps at least
     `kept_fraction` of the calibrated effect over `null_value` (1 for ratios, 0 for differences)."""
@@ -255,6 +271,7 @@ class CalibratedEffect(Claim):
     seed_spread: SeedSpread | None = Field(None, description="over seeds: from the calibration runs' per-seed values")
     eval_se: float | None = Field(None, ge=0, description="over seeds: median evaluation s.e. of the calibration runs")
     planned_n: int | None = Field(None, ge=1, description="n (seeds or rounds) of each calibration run")
+    control_calibration: ControlCalibration | None = None
 
     @model_validator(mode="after")
     def _calibrated(self):
@@ -352,9 +369,10 @@ def migrate_v1(entry: dict) -> dict:
     return d
 
 
-def pass_probability(entry: Claim):
+def pass_probability(entry: Claim, kept_fraction: float | None = None):
     """P(an honest rerun passes) and P(the negative control fails) for a gate, from its
-    calibration (spread at its upper confidence bound); None for findings and uncalibrated gates."""
+    calibration (spread at its upper confidence bound; the control as its calibration run measured
+    it); None for findings and uncalibrated gates. `kept_fraction` replaces the entry's."""
     from cliprepro import intervals
 
     if entry.role != "gate":
@@ -363,14 +381,19 @@ def pass_probability(entry: Claim):
         return intervals.PassProbability(1.0, 1.0, "deterministic count")
     if not isinstance(entry, CalibratedEffect) or entry.value is None:
         return None
+    if kept_fraction is not None:
+        entry = entry.model_copy(update={"kept_fraction": kept_fraction})
     upward, thr = entry.value >= entry.null_value, entry.threshold()
     assert thr is not None
+    control = entry.control_calibration
     if entry.seed_spread is not None and entry.planned_n and entry.seed_spread.df:
+        model = intervals.ControlModel(control.value, control.seed_sd, control.eval_se) if control else None
         return intervals.pass_probability_seeds(entry.value, entry.null_value, thr, entry.planned_n,
                                                 entry.seed_spread.sd, entry.seed_spread.df,
-                                                entry.eval_se or 0.0, upward)
+                                                entry.eval_se or 0.0, upward, model)
     if entry.calibration_spread is None or entry.planned_halfwidth is None:
         return None
-    return intervals.pass_probability_runs(entry.value, entry.null_value, thr, entry.calibration_spread,
-                                           len(entry.calibration), entry.planned_halfwidth,
-                                           entry.planned_halfwidth, upward)
+    return intervals.pass_probability_runs(entry.value, control.value if control else entry.null_value, thr,
+                                           entry.calibration_spread, len(entry.calibration),
+                                           entry.planned_halfwidth, entry.planned_halfwidth, upward,
+                                           ratio=entry.null_value == 1.0)

@@ -6,11 +6,13 @@ Exit status: 2 for bad input (a message naming file, field and what is allowed; 
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 
 from tabulate import tabulate
 
+from cliprepro import progress
 from cliprepro.errors import InputError
 from cliprepro.layout import Layout
 from cliprepro.record import Record
@@ -100,7 +102,9 @@ def cmd_report(args, layout: Layout) -> int:
 
 
 def cmd_calibrate(args, layout: Layout) -> int:
-    from cliprepro.calibration import apply, runs_needed
+    from cliprepro.calibration import apply, draw_seed_base, runs_needed
+    from cliprepro.claims import pass_probability
+    from cliprepro.provenance import git_state
     from cliprepro.runflow import execute
 
     suite, _ = layout.load(args.suite)
@@ -108,23 +112,63 @@ def cmd_calibrate(args, layout: Layout) -> int:
         raise InputError(layout.suites / f"{args.suite}.yaml", "scales", "calibration needs a proxy scale")
     if args.runs is not None and args.runs < 3:
         raise InputError("--runs", "--runs", "at least 3 (5 where a run takes under a minute)")
-    ids, runs, i = [], args.runs or 3, 0
-    while i < runs:
-        outcome = execute(layout, args.suite, scale="proxy", record_type="calibration", calibration_index=i)
-        if outcome.record.status != "completed":
-            print(f"calibration run {i + 1} failed: {outcome.record.message}", file=sys.stderr)
+    git = git_state(layout.root)
+    if not git["commit"] or git["dirty"] is not False:
+        print("error: calibration needs a clean tree at a known commit (changes under results/, expected/ "
+              "and reports/ aside): commit or stash the rest first", file=sys.stderr)
+        return 2
+    if suite.runner == "train":
+        from runners.training import fingerprint
+
+        with progress.unit("training-path fingerprint (reference training)", None, "run"):
+            value, _losses = fingerprint.compute()
+        if value != fingerprint.COMMITTED:
+            print(f"error: the training path's fingerprint is {value}, not the committed "
+                  f"{fingerprint.COMMITTED}: training changed. Review the change, set COMMITTED in "
+                  "runners/training/fingerprint.py and recalibrate every training suite", file=sys.stderr)
             return 1
-        if i == 0:  # docs/design.md: >= 5 runs where a run costs under a minute, else >= 3
-            runs = max(runs, runs_needed(outcome.record.timings["wall_s"]))
-        ids.append(outcome.record_id)
-        i += 1
-        print(f"calibration run {i}/{runs}: {outcome.path}")
-    exp, problems = apply(layout, args.suite, ids)
+    seed_base = draw_seed_base()
+    fresh = layout.build / f"calibration-{seed_base}"  # its own stage cache: every stage trained here
+    (fresh / "data").parent.mkdir(parents=True, exist_ok=True)
+    (layout.build / "data").mkdir(parents=True, exist_ok=True)
+    (fresh / "data").symlink_to((layout.build / "data").resolve())  # data are a pure function of their spec
+    ids, runs, i = [], args.runs or 3, 0
+    try:
+        while i < runs:
+            with progress.scope(f"calibration run {i + 1}"):
+                outcome = execute(layout, args.suite, scale="proxy", record_type="calibration",
+                                  calibration=(seed_base, i), build=fresh)
+            if outcome.record.status != "completed":
+                print(f"calibration run {i + 1} failed: {outcome.record.message}", file=sys.stderr)
+                return 1
+            if i == 0:  # docs/design.md: >= 5 runs where a run costs under a minute, else >= 3
+                runs = max(runs, runs_needed(outcome.record.timings["wall_s"]))
+            ids.append(outcome.record_id)
+            i += 1
+            print(f"calibration run {i}/{runs}: {outcome.path}")
+        control_ids = {}  # each gate's control, once, on run 1's models (its seeds, this cache)
+        _, expected = layout.load(args.suite)
+        for control in sorted({e.negative_control for e in expected.entries
+                               if e.kind == "calibrated_effect" and e.negative_control}):
+            with progress.scope(f"calibration control {control}"):
+                outcome = execute(layout, args.suite, scale="proxy", record_type="calibration", control=control,
+                                  calibration=(seed_base, 0), build=fresh)
+            if outcome.record.status != "completed":
+                print(f"control {control} failed: {outcome.record.message}", file=sys.stderr)
+                return 1
+            control_ids[control] = outcome.record_id
+            print(f"calibration control {control}: {outcome.path}")
+    finally:
+        shutil.rmtree(fresh, ignore_errors=True)
+    exp, problems = apply(layout, args.suite, ids, control_ids)
     for e in exp.entries:
         if e.kind == "calibrated_effect":
+            p = pass_probability(e)
             print(f"{e.claim}: value {e.value} spread {e.calibration_spread} half-width "
                   f"{e.planned_halfwidth} seed spread {e.seed_spread.sd if e.seed_spread else '—'} "
-                  f"from {len(ids)} records")
+                  f"from {len(ids)} records; control {e.control_calibration.value if e.control_calibration else '—'}; "
+                  f"kept fraction {e.kept_fraction}: P(pass) {p.honest_pass:.4f}, P(control fails) "
+                  f"{p.control_fails:.4f}" if p else "")
     for p in problems:
         print(f"problem: {p}", file=sys.stderr)
     return 1 if problems else 0
@@ -160,11 +204,14 @@ def cmd_validate(args, layout: Layout) -> int:
     from cliprepro.validation import gate_probabilities
 
     print(f"ok: {len(layout.suite_names())} suites and their expected files are valid")
-    rows, whole = gate_probabilities(layout)
+    rows, whole, ledger = gate_probabilities(layout)
     print("\nGates: probability that an honest rerun passes and that the negative control fails "
           "(normal model, spread at its 95% upper confidence bound)")
     print(tabulate(rows, ["suite", "gate", "P(pass)", "P(control fails)", "from"], tablefmt="simple"))
-    print(f"P(a CI run passes every gate) >= {whole:.3f} (product over gates)")
+    print("\nPer suite at its CI scale")
+    print(tabulate(ledger, ["suite", "seeds", "runtime_s (declared)", "P(all gates pass)", "min P(control fails)"],
+                   tablefmt="simple"))
+    print(f"\nP(a CI run passes every gate) >= {whole:.4f} (product over gates)")
     return 0
 
 

@@ -90,26 +90,57 @@ class PassProbability:
     how: str
 
 
+@dataclass(frozen=True)
+class ControlModel:
+    """The negative control's value as its calibration run measured it. Over seeds, `sd` is the
+    spread of its per-seed values (0: deterministic, e.g. a fine-tune stage of 0 epochs whose
+    gain is exactly 0 on every example) and `eval_se` its evaluation s.e. Without one, the control
+    is taken to sit at the null with the honest run's spread."""
+    value: float
+    sd: float = 0.0
+    eval_se: float = 0.0
+
+
 def pass_probability_seeds(effect: float, null: float, threshold: float, n: int, sd: float, df: float,
-                           eval_se: float, upward: bool = True) -> PassProbability:
+                           eval_se: float, upward: bool = True,
+                           control: ControlModel | None = None) -> PassProbability:
     """A gate over seeds: the rerun's value ~ N(effect, sd_U²/n + eval_se²) with sd_U the spread's
-    upper bound; it passes when its lower bound (value − half) clears the threshold. The control's
-    true value is `null`, with the same spread (its own is not known before it runs)."""
+    upper bound; it passes when its lower bound (value − half) clears the threshold. The control
+    fails when its upper bound stays short of the threshold; its interval pools the calibrated
+    spread with its own per-seed values, as the verdict will."""
     sd_u = sd_upper(sd, df)
     spread = math.sqrt(sd_u ** 2 / n + eval_se ** 2)
     half = seed_interval(0.0, n, eval_se, sd, df, []).hi  # the half-width the verdict will use
-    return _one_sided(effect, null, threshold, half, half, spread, upward,
-                      f"n={n} seeds, spread upper bound {sd_u:.3g} (estimate {sd:.3g}, df {df:g})")
+    how = f"n={n} seeds, spread upper bound {sd_u:.3g} (estimate {sd:.3g}, df {df:g})"
+    if control is None:
+        return _one_sided(effect, null, threshold, half, half, spread, upward, how)
+    c_df = df + n - 1  # the verdict pools the calibrated spread with the control's own seeds
+    c_sd = sd if math.isinf(df) else math.sqrt((df * sd ** 2 + (n - 1) * control.sd ** 2) / c_df)
+    c_half = t_quantile(0.5 + CONFIDENCE / 2, c_df) * math.sqrt(c_sd ** 2 / n + control.eval_se ** 2)
+    c_spread = math.sqrt(sd_upper(control.sd, max(n - 1, 1)) ** 2 / n + control.eval_se ** 2) if control.sd else \
+        control.eval_se
+    passes = _one_sided(effect, null, threshold, half, half, spread, upward, how).honest_pass
+    fails = _one_sided(control.value, control.value, threshold, c_half, c_half, c_spread, upward, how).control_fails
+    return PassProbability(passes, fails, how + (", control deterministic" if c_spread == 0 else ""))
 
 
 def pass_probability_runs(effect: float, null: float, threshold: float, run_sd: float, runs: int,
-                          lower_half: float, upper_half: float, upward: bool = True) -> PassProbability:
+                          lower_half: float, upper_half: float, upward: bool = True,
+                          ratio: bool = False) -> PassProbability:
     """A gate judged by a within-run interval (rounds): the rerun's value varies run to run with
     the calibration runs' spread (its upper bound, df = runs − 1); the interval's half-widths are
-    those the calibration runs reached."""
+    those the calibration runs reached. For a ratio (null 1) the noise is taken as multiplicative:
+    the spread and half-widths are relative to the value, so the control near 1 varies by the same
+    fraction of itself as the effect does (computed on the log scale)."""
     sd_u = sd_upper(run_sd, runs - 1)
-    return _one_sided(effect, null, threshold, lower_half, upper_half, sd_u, upward,
-                      f"run-to-run spread upper bound {sd_u:.3g} (estimate {run_sd:.3g}, {runs} runs)")
+    how = f"run-to-run spread upper bound {sd_u:.3g} (estimate {run_sd:.3g}, {runs} runs)"
+    if ratio and effect > 0 and threshold > 0 and null > 0 and effect > lower_half:
+        rel = sd_u / effect
+        lo_l = math.log(effect) - math.log(effect - lower_half)
+        hi_l = math.log(effect + upper_half) - math.log(effect)
+        return _one_sided(math.log(effect), math.log(null), math.log(threshold), lo_l, hi_l, rel, upward,
+                          how + ", relative (log scale)")
+    return _one_sided(effect, null, threshold, lower_half, upper_half, sd_u, upward, how)
 
 
 def _one_sided(effect: float, null: float, thr: float, lower_half: float, upper_half: float,
@@ -124,6 +155,19 @@ def _one_sided(effect: float, null: float, thr: float, lower_half: float, upper_
     passes = 1 - z.cdf((sign * (thr - effect) + lower_half) / spread)
     fails = z.cdf((sign * (thr - null) - upper_half) / spread)
     return PassProbability(passes, fails, how)
+
+
+def best_kept_fraction(probability, grid_step: float = 0.01) -> tuple[float, PassProbability]:
+    """The kept fraction (threshold = null + kept · effect) that maximises the smaller of
+    P(pass) and P(control fails); `probability(kept)` gives both."""
+    best: tuple[float, PassProbability] | None = None
+    for i in range(1, round(1 / grid_step)):
+        kept = round(i * grid_step, 4)
+        p = probability(kept)
+        if best is None or min(p.honest_pass, p.control_fails) > min(best[1].honest_pass, best[1].control_fails):
+            best = (kept, p)
+    assert best is not None
+    return best
 
 
 def run_pass_probability(gates: list[float]) -> float:

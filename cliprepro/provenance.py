@@ -18,6 +18,7 @@ KEY_PACKAGES = ("torch", "torchvision", "open_clip_torch", "clip_benchmark", "we
                 "numpy", "nltk", "pydantic", "matplotlib", "deepspeed")
 
 
+OUTPUT_DIRS = ("results", "expected", "reports")  # written by runs; not code
 COMMIT_ENV = "CLIPREPRO_COMMIT"  # for a copy of the tree without git (e.g. sent to a GPU machine)
 
 
@@ -36,7 +37,9 @@ def git_state(root: Path) -> dict[str, Any]:
         return {"commit": given or None, "dirty": None,
                 "source": f"${COMMIT_ENV}" if given else "unknown: no git repository at the root"}
     commit = git("rev-parse", "HEAD").stdout.strip()
-    dirty = bool(git("status", "--porcelain", "--untracked-files=no").stdout.strip())
+    # records, expected values and reports change by running: they do not make the code dirty
+    dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                     *(f":(exclude){d}" for d in OUTPUT_DIRS)).stdout.strip())
     return {"commit": commit or None, "dirty": dirty if commit else None, "source": "git"}
 
 

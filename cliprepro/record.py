@@ -40,9 +40,11 @@ class Metric(_Strict):
     samples: list[float] = []  # per round, or per seed (the seed's mean)
     over: Over | None = None  # what n counts; over seeds, lo / hi cover evaluation sampling only
     eval_se: float | None = None  # over seeds: evaluation-sampling s.e. of the mean
+    data_wait_fraction: float | None = None  # a speed from a training loop: share of its time waiting for data
 
     def measured(self) -> Measured:
-        return Measured(self.value, self.lo, self.hi, self.n, self.over, self.eval_se, tuple(self.samples))
+        return Measured(self.value, self.lo, self.hi, self.n, self.over, self.eval_se, tuple(self.samples),
+                        self.data_wait_fraction)
 
 
 class ClaimResult(_Strict):

@@ -126,7 +126,9 @@ def _points(rows: list[Row]) -> str:
         if stages:
             keys = ["stage", "seed"] + sorted({k for p in stages for k in p if k.startswith("acc1_")}) + sorted(
                 {k for p in stages for k in p if "recall_at_1" in k}) + [
-                k for k in ("image_tokens", "text_tokens", "train_gflop") if any(k in p for p in stages)] + ["seconds"]
+                k for k in ("image_tokens", "text_tokens", "train_gflop", "train_samples_per_s", "data_wait_fraction",
+                            "train_vs_bare_step") if any(k in p for p in stages)] + [
+                next((k for k in ("train_seconds", "seconds") if any(k in p for p in stages)), "seconds")]
             chance = record.inputs.get("chance_acc1_mean_pct")
             guess = f"; a uniform guess scores {chance:g} on acc1_mean" if chance is not None else ""
             parts += [f"### Stages: {scale} on {device} (record `{rid}`; zero-shot %, proxy data{guess})", "",

@@ -5,7 +5,6 @@ Runners (and so torch) are imported only when a suite really runs or prints its 
 from __future__ import annotations
 
 import os
-import sys
 import time
 import traceback
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from cliprepro import progress
 from cliprepro import record as rec
 from cliprepro.errors import InputError
 from cliprepro.layout import Layout
@@ -23,9 +23,6 @@ from cliprepro.verdict import judge, judged_interval, threshold
 # torch's profiler (Kineto) logs USDT lines to stderr unless told before torch is first imported,
 # which cuda_available() below may be
 os.environ.setdefault("KINETO_LOG_LEVEL", "5")
-# clip_benchmark draws tqdm bars per class and per batch: hundreds of lines in a CI log, none read
-if not sys.stderr.isatty():
-    os.environ.setdefault("TQDM_DISABLE", "1")
 RUNTIME_OVERRUN = 1.5  # a run over 1.5x its declared runtime is an error
 
 
@@ -75,18 +72,23 @@ def pick_scale(suite: Suite, requested: str, cuda: bool, weights: bool = False) 
     return "proxy" if "proxy" in suite.scales else suite.ci_scale
 
 
-CALIBRATION_SEED_BASE = 100  # calibration runs train with seeds 100, 101, ...; checks use the suite's
+
+
+def calibration_seeds(seed_base: int, index: int, n: int) -> list[int]:
+    """Seeds of calibration run `index`: a calibration draws its own seed_base (cliprepro.calibration),
+    so its models share no seed with a check run (the suite's small seeds) or another calibration."""
+    return [seed_base + index * n + k for k in range(n)]
 
 
 def runner_params(layout: Layout, suite: Suite, scale: str, control: str | None,
-                  calibration_index: int | None = None):
+                  calibration: tuple[int, int] | None = None):
+    """The runner and its validated params; `calibration` = (seed_base, run index) replaces the seeds."""
     from runners import get, params_schema
 
     runner = get(suite.runner)
     data = suite.params_for(scale, control)
-    if calibration_index is not None and "seeds" in data:  # never share a trained model with a check
-        n = len(data["seeds"])
-        data["seeds"] = [CALIBRATION_SEED_BASE + calibration_index * n + k for k in range(n)]
+    if calibration is not None and "seeds" in data:
+        data["seeds"] = calibration_seeds(*calibration, len(data["seeds"]))
     schema = params_schema(suite.runner, scale)
     try:
         params = schema.model_validate(data)
@@ -139,7 +141,11 @@ def judge_all(entries: list[ExpectedEntry], metrics: dict[str, rec.Metric],
 
 def execute(layout: Layout, name: str, *, scale: str = "auto", dry_run: bool = False,
             claims: list[str] | None = None, out: Path | None = None, control: str | None = None,
-            record_type: str = "run", calibration_index: int | None = None) -> Outcome:
+            record_type: str = "run", calibration: tuple[int, int] | None = None,
+            build: Path | None = None) -> Outcome:
+    """One suite at one scale: measure, judge, write the record. `calibration` = (seed_base, run
+    index) for a calibration run; `build` replaces build/ as the runner's cache (a fresh one for
+    calibration, cliprepro.calibration)."""
     suite, expected = layout.load(name)
     scale = pick_scale(suite, scale, cuda_available(), released_weights_configured(layout, suite))
     plan = suite.scales[scale]
@@ -148,10 +154,11 @@ def execute(layout: Layout, name: str, *, scale: str = "auto", dry_run: bool = F
                          f"no control {control!r}; defined: {', '.join(sorted(suite.negative_controls)) or '(none)'}")
     entries = select_entries(suite, expected.entries, scale, claims or [], control,
                              layout.expected / f"{name}.yaml")
-    runner, params = runner_params(layout, suite, scale, control, calibration_index)
+    runner, params = runner_params(layout, suite, scale, control, calibration)
     config = {"params": params.model_dump(mode="json"), "runtime_s": plan.runtime_s,
               "hardware": plan.hardware, "requires": list(plan.requires)}
-    base = dict(schema_version=rec.SCHEMA_VERSION, record_type="negative_control" if control else record_type,
+    kind = "negative_control" if control and record_type != "calibration" else record_type
+    base = dict(schema_version=rec.SCHEMA_VERSION, record_type=kind,
                 suite=suite.suite, suite_version=suite.version, scale=scale, negative_control=control,
                 expected=entries, config=config)
     if dry_run:
@@ -161,6 +168,9 @@ def execute(layout: Layout, name: str, *, scale: str = "auto", dry_run: bool = F
                                               provenance={}), plan_text=text)
     missing = [r for r in plan.requires if r == "cuda" and not cuda_available()]
     before = collect(layout.root)  # start time and load before the run, not after it
+    if calibration is not None:  # what makes it re-makeable, checked by validate (cliprepro.calibration)
+        before["calibration"] = {"seed_base": calibration[0], "run_index": calibration[1],
+                                 "fresh_cache": build is not None and build != layout.build}
     started = time.time()
     if missing:
         message = (f"the {scale} scale needs CUDA ({plan.hardware}); none is visible here. "
@@ -171,8 +181,8 @@ def execute(layout: Layout, name: str, *, scale: str = "auto", dry_run: bool = F
     else:
         sampler = LoadSampler()
         try:
-            with sampler:
-                output = runner.run(params, scale, build_dir=layout.build)
+            with sampler, progress.scope(suite.suite, scale):
+                output = runner.run(params, scale, build_dir=build or layout.build)
         except Exception as exc:  # a crash is an `error` verdict with its cause, never not_reproduced
             message = f"runner crashed: {type(exc).__name__}: {exc}"
             tail = traceback.format_exc(limit=-3)

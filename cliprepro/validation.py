@@ -5,7 +5,7 @@ import difflib
 
 from pydantic import ValidationError
 
-from cliprepro.calibration import calibrated_fields, expected_from_records, load_calibration
+from cliprepro.calibration import derive, load_calibration, record_problems
 from cliprepro.claims import CalibratedEffect, pass_probability
 from cliprepro.intervals import run_pass_probability
 from cliprepro.errors import InputError
@@ -13,6 +13,12 @@ from cliprepro.layout import Layout
 from cliprepro.spec import describe_validation_error
 from cliprepro.verdict import attainability_problems
 from runners import declared_metrics, params_schema
+
+
+def training_path() -> str:
+    from runners.training.fingerprint import COMMITTED
+
+    return COMMITTED
 
 
 def validate_all(layout: Layout) -> list[str]:
@@ -83,7 +89,21 @@ def validate_all(layout: Layout) -> list[str]:
                     problems.append(f"{where}: calibration: records {bad} are not {name} runs measuring {e.metric}")
                     continue
                 assert isinstance(e, CalibratedEffect)
-                want = calibrated_fields(expected_from_records(e, calibration), e.calibration)
+                control = e.control_calibration.record if e.control_calibration else None
+                if control is not None and control not in calibration:
+                    problems.append(f"{where}: control_calibration: no calibration record {control}")
+                    continue
+                path = training_path() if suite.runner == "train" else None
+                for rid in [*cited, *([control] if control else [])]:
+                    r = calibration[rid]
+                    try:
+                        now = params_schema(suite.runner, "proxy").model_validate(
+                            suite.params_for("proxy", r.negative_control)).model_dump(mode="json")
+                    except (ValidationError, KeyError):
+                        continue  # the suite's params are reported above
+                    problems += [f"{where}: calibration record {rid} {p}; rerun cliprepro calibrate {name}"
+                                 for p in record_problems(r, now, path)]
+                want = derive(e, e.calibration, control, calibration)
                 differ = sorted(k for k, v in want.items() if getattr(e, k) != v)
                 if differ:
                     problems.append(f"{where}: {', '.join(differ)} differ from what its calibration records "
@@ -91,23 +111,32 @@ def validate_all(layout: Layout) -> list[str]:
     return problems
 
 
-def gate_probabilities(layout: Layout) -> tuple[list[list], float]:
-    """Per gate: P(an honest rerun passes), P(its negative control fails), how; and P(a CI run
-    passes every gate), the product over gates (a lower bound: gates of one run are correlated)."""
-    rows, passes = [], []
+def gate_probabilities(layout: Layout) -> tuple[list[list], float, list[list]]:
+    """Per gate: P(an honest rerun passes), P(its negative control fails), how; P(a CI run
+    passes every gate), the product over gates (a lower bound: gates of one run are correlated);
+    and the ledger per suite: seeds, declared CI runtime, P(all its gates pass), min P(control fails)."""
+    rows, passes, ledger = [], [], []
     for name in layout.suite_names():
         suite, exp = layout.load(name)
+        ci = suite.scales.get(suite.ci_scale)
+        seeds = suite.params_for(suite.ci_scale).get("seeds") if ci else None
+        own_pass, own_fail = [], []
         for e in exp.entries:
             if e.role != "gate":
                 continue
-            seeds = suite.params_for(e.scale).get("seeds") if e.scale in suite.scales else None
-            if isinstance(e, CalibratedEffect) and e.seed_spread is not None and seeds:
+            if isinstance(e, CalibratedEffect) and e.seed_spread is not None and seeds and e.scale == suite.ci_scale:
                 e = e.model_copy(update={"planned_n": len(seeds)})  # as many seeds as a run trains now
             p = pass_probability(e)
             if p is None:
                 rows.append([name, e.claim, "—", "—", "no calibration to compute it from"])
                 passes.append(0.0)
+                own_pass.append(0.0)
                 continue
-            rows.append([name, e.claim, f"{p.honest_pass:.3f}", f"{p.control_fails:.3f}", p.how])
+            rows.append([name, e.claim, f"{p.honest_pass:.4f}", f"{p.control_fails:.4f}", p.how])
             passes.append(p.honest_pass)
-    return rows, run_pass_probability(passes)
+            own_pass.append(p.honest_pass)
+            own_fail.append(p.control_fails)
+        ledger.append([name, len(seeds) if seeds else "—", f"{ci.runtime_s:g}" if ci else "—",
+                       f"{run_pass_probability(own_pass):.4f}" if own_pass else "no gate",
+                       f"{min(own_fail):.4f}" if own_fail else "—"])
+    return rows, run_pass_probability(passes), ledger

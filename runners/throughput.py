@@ -22,6 +22,7 @@ from cliprepro.record import Metric
 from runners.schema import metric_names as names
 from runners.timing.estimate import ArmRate, schedule_days
 from runners.timing.peaks import A100_BF16, datasheet_peak, measured_matmul_peak
+from cliprepro import progress
 from runners.timing.timing import Step, interleaved_rounds
 from runners.timing.trainstep import (arm_config, build_arm, make_step, peak_memory_mb, planned_tokens,
                                sdpa_kernels_seen)
@@ -110,8 +111,10 @@ def run(params: Params, scale: str, build_dir: Path | None = None) -> Output:
             kernels[arm.name] = sdpa_kernels_seen(steps[arm.name])
             memory[arm.name] = peak_memory_mb(params, arm, mode, device, steps[arm.name])
             flops[arm.name] = _fwd_flops(cfg, arm, mode)
-        secs = interleaved_rounds(steps, rounds=params.rounds, min_block_s=params.min_block_s,
-                                  warmup_steps=params.warmup_steps, device=device)
+        with progress.unit(f"{mode}: {len(params.arms)} arms x {params.rounds} rounds", len(params.arms) * params.rounds,
+                           "block") as bar:
+            secs = interleaved_rounds(steps, rounds=params.rounds, min_block_s=params.min_block_s,
+                                      warmup_steps=params.warmup_steps, device=device, after_block=bar.update)
         for arm in params.arms:
             batch = arm.batch_size or params.batch_size
             planned = planned_tokens(cfgs[arm.name], arm)

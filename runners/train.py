@@ -1,30 +1,27 @@
 """Train runner: a recipe's stages through open_clip_train (via runners.upstream.openclip_main), each stage's
 checkpoint evaluated zero-shot through clip_benchmark on the proxy data.
 
-Stages run as subprocesses and are cached under build/train/ by a fingerprint of the data, the
-stage and everything before it, and the seed: a killed run resumes from its last checkpoint
-(`--resume latest`) when run again, and a control that shares a stage with a run reuses it.
+Each stage is one trainer process (runners.training.stage), cached under build/train/ by the
+training path's fingerprint, the data, the stage and everything before it, and the seed: a killed
+run resumes from its last checkpoint when run again, and a control that shares a stage with a run
+reuses it.
 """
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import json
-import shutil
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from cliprepro import progress
 from cliprepro.provenance import device_info
 from runners import zeroshot
 from runners.training import contrasts
 from runners.schema import metric_names as names
 from runners.training import textcheck
+from cliprepro.record import Metric
 from runners.schema.output import Output, exact, from_samples, paired_gain
 from runners.schema.params import PaperRecipe, Stage, TrainParams as Params
 from runners.training.proxydata import DataSpec, chance_pct, ensure
@@ -33,96 +30,14 @@ from runners.model.masks import classify_kept, kept_patches, planned_mask
 from runners import declared_metrics
 from runners.model.models import image_token_count, model_config, with_overrides
 from runners.model.models import uses_syntax_mask as model_uses_syntax
+from runners.training import fingerprint
 from runners.training.recipe import describe
+from runners.training.stage import PROBE, STEP_LOG, train_all, trainer_jobs
+from runners.upstream import steplog
 
 __all__ = ["Params", "plan", "run"]
-ROOT = Path(__file__).resolve().parent.parent
-CACHE = ROOT / "build"
-STAGE_DIR = "stage"  # open_clip_train --name inside each stage's cache folder
-PROBE = "first_batch_tokens.json"
-# Bumped when a change to the training path changes the weights a stage trains, so that stages
-# cached before it are not reused (2: open_clip_train's sample shuffle seeded, runners.upstream.compat).
-TRAIN_PATH_VERSION = 2
-
-
-def _key(*parts: object) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
-
-def stage_key(params: Params, stage: Stage, spec: DataSpec, seed: int) -> str:
-    """Cache key of a stage's training: the data, the seed, the common settings and every stage of
-    its init chain (not names, so suites that define the same stage share one trained model)."""
-    chain: list[object] = []
-    current: Stage | None = stage
-    while current is not None:
-        chain.insert(0, current.model_dump(exclude={"name", "n_seeds", "init"}))
-        current = params.init_of(current)
-    common = params.model_dump(include={"beta1", "beta2", "eps", "wd", "workers"})
-    return _key(TRAIN_PATH_VERSION, spec.fingerprint(), seed, common, *chain)
-
-
-def stage_argv(params: Params, stage: Stage, data: Path, logs: Path, seed: int,
-               init: Path | None) -> list[str]:
-    """open_clip_train arguments for one stage (the shards' sizes.json gives the sample count),
-    then ours for runners.upstream.openclip_main (image / text masks, the first-batch token probe)."""
-    shards = sorted((data / "train").glob("shard-*.tar"))
-    argv = ["--train-data", f"{data / 'train'}/shard-{{00000..{len(shards) - 1:05d}}}.tar",
-            "--dataset-type", "webdataset", "--model", stage.model, "--epochs", str(stage.epochs),
-            "--batch-size", str(stage.batch_size), "--lr", str(stage.lr), "--warmup", str(stage.warmup),
-            "--wd", str(params.wd), "--beta1", str(params.beta1), "--beta2", str(params.beta2),
-            "--eps", str(params.eps), "--workers", str(params.workers), "--seed", str(seed),
-            "--logs", str(logs), "--name", STAGE_DIR, "--save-frequency", "1", "--precision", "fp32",
-            "--report-to", "", "--log-every-n-steps", "1000000"]
-    if stage.image_size:
-        argv += ["--force-image-size", str(stage.image_size)]
-    if stage.patch_dropout is not None:
-        argv += ["--force-patch-dropout", str(stage.patch_dropout)]
-    if stage.context_length:
-        argv += ["--force-context-length", str(stage.context_length)]
-    if stage.train_num_samples:
-        argv += ["--train-num-samples", str(stage.train_num_samples)]
-    if init is not None:
-        argv += ["--pretrained", str(init)]
-    if stage.mask_kind != "random":
-        argv += ["--cliprepro-mask-kind", stage.mask_kind]
-    if stage.text_mask != "truncate":
-        argv += ["--cliprepro-text-mask", stage.text_mask]
-    return argv + ["--cliprepro-token-probe", str(logs / PROBE)]
-
-
-# Looked up here, not between fork and exec, where a loader lock held by another thread could hang
-_PRCTL = ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else None
-
-
-def die_with_parent() -> None:
-    """In the trainer child, before exec: SIGTERM it when cliprepro dies (Linux), so a cliprepro
-    killed alone does not leave a trainer writing into the cache (it resumes on the next run)."""
-    if _PRCTL is not None:
-        _PRCTL(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
-
-
-def run_stage(params: Params, stage: Stage, data: Path, logs: Path, seed: int,
-              init: Path | None) -> Path:
-    """The stage's final checkpoint, training (or resuming) only what is missing."""
-    ckpts = logs / STAGE_DIR / "checkpoints"
-    final = ckpts / f"epoch_{stage.epochs}.pt"
-    if final.exists():
-        return final
-    argv = stage_argv(params, stage, data, logs, seed, init)
-    for partial in ckpts.glob("*.tmp"):  # a save cut off by a kill: never a checkpoint
-        partial.unlink()
-    if list(ckpts.glob("epoch_*.pt")):
-        argv += ["--resume", "latest"]
-    elif (logs / STAGE_DIR).exists():
-        shutil.rmtree(logs / STAGE_DIR)  # killed before its first checkpoint: start clean
-    logs.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run([sys.executable, "-m", "runners.upstream.openclip_main", *argv], cwd=ROOT,
-                          capture_output=True, text=True, preexec_fn=die_with_parent)
-    if proc.returncode != 0 or not final.exists():
-        lines = [x for x in (proc.stderr or proc.stdout).splitlines() if x.strip() and x[:2] not in ("I1", "W1")]
-        tail = "\n".join(lines[-5:])  # the exception, not torch's dynamo statistics
-        raise RuntimeError(f"stage {stage.name} (seed {seed}) failed with exit {proc.returncode}: {tail}")
-    return final
+CACHE = Path(__file__).resolve().parent.parent / "build"
+BARE_STEP_S = 0.5  # timed block of the bare step, once per stage (its first seed)
 
 
 def planned_tokens(stage: Stage) -> dict[str, int]:
@@ -259,34 +174,35 @@ def run(params: Params | PaperRecipe, scale: str, build_dir: Path = CACHE) -> Ou
     spec = DataSpec(**params.data.model_dump())
     data = ensure(spec, build_dir / "data")
     out.inputs = {"data": f"proxy procedural data {spec.fingerprint()}", "data_spec": params.data.model_dump(),
+                  "training_path": fingerprint.COMMITTED,
                   "substitutes_paper_data": True, "checkpoints": {},
                   "chance_acc1_mean_pct": round(chance_pct(params.attributes), 3)}
+    jobs, threads = trainer_jobs()
+    out.inputs["trainers"] = {"at_once": jobs, "threads_each": threads}
+    trained = train_all(params, spec, data, build_dir / "train", BARE_STEP_S, evaluate_to, eval_key(params, spec))
     correct: dict[tuple[str, int], np.ndarray] = {}
     accs: dict[str, list[float]] = {}
-    ckpts: dict[tuple[str, int], Path] = {}
     gflop: dict[str, float] = {}
     for stage in params.stages:
         init = params.init_of(stage)
         own = stage.epochs * (stage.train_num_samples or spec.train_samples) * train_gflop_per_sample(stage)
         gflop[stage.name] = own + (gflop[init.name] if init else 0.0)  # compute from scratch to here
         for seed in params.seeds_of(stage):
-            logs = build_dir / "train" / stage_key(params, stage, spec, seed)
-            started = time.time()
-            from_ckpt = ckpts[(init.name, seed)] if init else None
-            ckpt = from_ckpt if stage.epochs == 0 else run_stage(params, stage, data, logs, seed, from_ckpt)
-            assert ckpt is not None
-            ckpts[(stage.name, seed)] = ckpt
+            t = trained[(stage.name, seed)]
+            ckpt, logs = t.checkpoint, t.logs
+            rates = steplog.summary(json.loads((logs / STEP_LOG).read_text())) if (logs / STEP_LOG).exists() else {}
             out.errors += _check_probe(stage, logs)
             out.inputs["checkpoints"][f"{stage.name}/seed{seed}"] = hashlib.sha256(ckpt.read_bytes()).hexdigest()[:16]
-            scores_here = evaluate(params, stage, ckpt, data, device)
-            correct[(stage.name, seed)] = scores_here.pop("_correct")
+            scores_here = dict(t.scores["scores"])
+            correct[(stage.name, seed)] = zeroshot.unpack(t.scores["correct"])
             for key, value in scores_here.items():  # metric names carry the stage: acc1_<stage>_<what>
                 name = (names.stage_accuracy(stage.name, key.removeprefix("acc1_")) if key.startswith("acc1_")
                         else names.stage_retrieval(key, stage.name))
                 accs.setdefault(name, []).append(value)
             probe = logs / PROBE
-            out.points.append({"stage": stage.name, "seed": seed, "seconds": round(time.time() - started, 1),
+            out.points.append({"stage": stage.name, "seed": seed, "train_seconds": round(t.seconds, 1),
                                "train_gflop": round(gflop[stage.name], 3), "cache_key": logs.name,
+                               "trained": t.trained, **{k: round(v, 4) for k, v in rates.items()},
                                **({k: v for k, v in json.loads(probe.read_text()).items() if k.endswith("_tokens")}
                                   | {"image_mask_seen": mask_seen(json.loads(probe.read_text()))}
                                   if probe.exists() and stage.epochs else {}),
@@ -298,13 +214,58 @@ def run(params: Params | PaperRecipe, scale: str, build_dir: Path = CACHE) -> Ou
     for stage in params.stages:  # a stage's mean accuracy over seeds, with its evaluation s.e.
         seeds = [s for s in params.seeds_of(stage) if (stage.name, s) in correct]
         out.metrics[names.stage_accuracy(stage.name, "mean")] = paired_gain([100 * correct[(stage.name, s)] for s in seeds], "%")
+    out.metrics.update(rate_metrics(out.points))
     out.metrics.update(contrasts.all_metrics(params, correct))
     if params.text_checks:
         out.metrics.update(textcheck.measure(params.text_checks, data))
     return out
 
 
-def evaluate(params: Params, stage: Stage, ckpt: Path, data: Path, device: torch.device) -> dict:
+def rate_metrics(points: list[dict]) -> dict[str, Metric]:
+    """Per trained stage, over its seeds: end-to-end and step-only samples/s, the % of time waiting
+    for data, and the end-to-end rate over the bare step. Speeds carry the worst seed's wait
+    fraction, so a data-bound measurement is judged inconclusive (cliprepro.claims)."""
+    out: dict[str, Metric] = {}
+    for stage in dict.fromkeys(p["stage"] for p in points):
+        timed = [p for p in points if p["stage"] == stage and "train_samples_per_s" in p]
+        if not timed:
+            continue
+        wait = max(p["data_wait_fraction"] for p in timed)
+        for kind, unit, key, scale in (("train_samples_per_s", "samples/s", "train_samples_per_s", 1),
+                                       ("step_samples_per_s", "samples/s", "step_samples_per_s", 1),
+                                       ("data_wait_pct", "%", "data_wait_fraction", 100),
+                                       ("train_vs_bare_step", "x", "train_vs_bare_step", 1)):
+            values = [scale * p[key] for p in timed if key in p]
+            if values:
+                m = from_samples(values, unit) if len(values) > 1 else exact(values[0], unit)
+                speed = kind != "data_wait_pct"
+                out[names.train_rate(kind, stage)] = m.model_copy(
+                    update={"over": None, "data_wait_fraction": round(wait, 4) if speed else None})
+    return out
+
+
+EVAL_VERSION = 1  # bumped when evaluate() changes what it measures (cached evaluations are keyed by it)
+
+
+def eval_key(params: Params, spec: DataSpec) -> str:
+    """What a stage's evaluation depends on besides its checkpoint and model (both in its folder)."""
+    blob = json.dumps([EVAL_VERSION, spec.fingerprint(), params.eval_image_size, params.attributes,
+                       params.retrieval], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def evaluate_to(params: Params, stage: Stage, ckpt: Path, data: Path, out: Path) -> int:
+    """evaluate(), in its own process (runners.training.stage.in_process), written to `out`."""
+    from cliprepro.record import atomic_write_text
+
+    scores = evaluate(params, stage, ckpt, data, torch.device("cpu"))
+    correct = scores.pop("_correct")
+    atomic_write_text(out, json.dumps({"scores": scores, "correct": zeroshot.pack(correct)}))
+    return 0
+
+
+def evaluate(params: Params, stage: Stage, ckpt: Path, data: Path, device: torch.device,
+             bar: progress.Unit | None = None) -> dict:
     """Zero-shot scores of one checkpoint (every stage at eval_image_size when set; its own text
     context, since a text tower trained at a short context has no later positions trained)."""
     eval_px = params.eval_image_size or stage.image_size
@@ -315,11 +276,15 @@ def evaluate(params: Params, stage: Stage, ckpt: Path, data: Path, device: torch
         result = zeroshot.classify(model, tokenizer, transform, data / "eval" / f"wds_{attribute}", attribute, device)
         scores[f"acc1_{attribute}"] = 100 * result.metrics["acc1"]
         per_attr.append(result.correct)
+        if bar is not None:
+            bar.update()
     correct = np.concatenate(per_attr)
     scores["acc1_mean"] = 100 * float(correct.mean())
     if params.retrieval:
         r = zeroshot.retrieve(model, tokenizer, transform, data / "eval" / "wds_retrieval", "retrieval", device,
                               recall_k=names.RETRIEVAL_RECALL_K)
         scores.update({k.replace("@", "_at_"): 100 * v for k, v in r.metrics.items()})
+        if bar is not None:
+            bar.update()
     scores["_correct"] = correct
     return scores

@@ -55,9 +55,10 @@ def classify(model, tokenizer, transform, root: Path, name: str, device: torch.d
     from clip_benchmark.metrics import zeroshot_classification as zsc
     from sklearn.metrics import balanced_accuracy_score
 
-    from runners.upstream.compat import fix_clip_benchmark_accuracy
+    from runners.upstream.compat import fix_clip_benchmark_accuracy, quiet_clip_benchmark_bars
 
     fix_clip_benchmark_accuracy()
+    quiet_clip_benchmark_bars()
     if not (root / "test" / "nshards.txt").exists():
         raise FileNotFoundError(f"no clip_benchmark wds set at {root} (needs test/nshards.txt)")
     ds = build_dataset(f"wds/{name}", root=str(root), transform=transform, split="test",
@@ -79,6 +80,9 @@ def retrieve(model, tokenizer, transform, root: Path, name: str, device: torch.d
     from clip_benchmark.datasets.builder import build_dataset
     from clip_benchmark.metrics import zeroshot_retrieval as zsr
 
+    from runners.upstream.compat import quiet_clip_benchmark_bars
+
+    quiet_clip_benchmark_bars()
     ds = build_dataset(f"wds/{name}", root=str(root), transform=transform, split="test",
                        download=False, task="zeroshot_retrieval")
     metrics = zsr.evaluate(model, _loader(ds, batch_size), tokenizer, device=str(device), amp=False,
@@ -113,9 +117,10 @@ def classify_imagenet(model, tokenizer, transform, root: Path, device: torch.dev
     from clip_benchmark.datasets.builder import build_dataset, get_dataset_collate_fn
     from clip_benchmark.metrics import zeroshot_classification as zsc
 
-    from runners.upstream.compat import fix_clip_benchmark_accuracy
+    from runners.upstream.compat import fix_clip_benchmark_accuracy, quiet_clip_benchmark_bars
 
     fix_clip_benchmark_accuracy()
+    quiet_clip_benchmark_bars()
     assert root.is_dir(), "never reach clip_benchmark's imagenet1k builder without a root"
     ds = build_dataset("imagenet1k", root=str(root), transform=transform, split="test", download=False,
                        task="zeroshot_classification")

@@ -31,3 +31,67 @@ class TestCommittedCalibration:
 @pytest.mark.parametrize("runtime_s,runs", [(10, 5), (59.9, 5), (60, 3), (600, 3)])
 def test_runs_needed(runtime_s, runs):
     assert runs_needed(runtime_s) == runs
+
+
+GOOD_PARAMS = {"stages": [{"name": "a", "epochs": 2}], "seeds": [1000000, 1000001]}
+
+
+def calibration_record(**over):
+    from cliprepro.record import Record
+
+    fields = dict(schema_version=2, record_type="calibration", suite="s", suite_version=1, scale="proxy",
+                  status="completed", expected=[], results=[], config={"params": GOOD_PARAMS},
+                  provenance={"git": {"commit": "abc", "dirty": False},
+                              "calibration": {"seed_base": 1000000, "run_index": 0, "fresh_cache": True}},
+                  inputs={"training_path": "fp1"},
+                  points=[{"stage": "a", "seed": 1000000, "trained": True},
+                          {"stage": "b", "seed": 1000000, "trained": None}])  # epochs 0: nothing to train
+    fields.update(over)
+    return Record(**fields)
+
+
+class TestRecordProblems:
+    """validate refuses a cited calibration record that cannot stand behind a gate."""
+    NOW = {"stages": [{"name": "a", "epochs": 2}], "seeds": [0, 1]}  # a check's seeds: not compared
+
+    def test_a_fresh_clean_complete_record_passes(self):
+        from cliprepro.calibration import record_problems
+
+        assert record_problems(calibration_record(), self.NOW, "fp1") == []
+
+    @pytest.mark.parametrize("over,problem", [
+        (dict(record_type="run"), "not a calibration run"),
+        (dict(status="error"), "did not complete"),
+        (dict(provenance={"git": {"commit": "abc", "dirty": True},
+                          "calibration": {"fresh_cache": True}}), "not known clean"),
+        (dict(provenance={"git": {"commit": None, "dirty": None},
+                          "calibration": {"fresh_cache": True}}), "not known clean"),
+        (dict(provenance={"git": {"commit": "abc", "dirty": False}}), "fresh stage cache"),
+        (dict(points=[{"stage": "a", "seed": 1000000, "trained": False}]), "reused trained stages a/seed1000000"),
+        (dict(points=[{"stage": "a", "seed": 1000000}]), "does not say whether"),
+        (dict(config={"params": {"stages": [{"name": "a", "epochs": 3}], "seeds": [5]}}), "other proxy params"),
+        (dict(inputs={"training_path": "fp0"}), "training path fp0"),
+        (dict(inputs={}), "training path None"),
+    ])
+    def test_each_defect_is_named(self, over, problem):
+        from cliprepro.calibration import record_problems
+
+        problems = record_problems(calibration_record(**over), self.NOW, "fp1")
+        assert len(problems) == 1 and problem in problems[0], problems
+
+    def test_a_suite_without_training_has_no_training_path(self):
+        from cliprepro.calibration import record_problems
+
+        assert record_problems(calibration_record(inputs={}, points=[]), self.NOW, None) == []
+
+
+class TestCalibrationSeeds:
+    def test_a_calibration_shares_no_seed_with_a_check_or_another_calibration(self):
+        from cliprepro.calibration import SEED_BASE_MIN, draw_seed_base
+        from cliprepro.runflow import calibration_seeds
+
+        bases = {draw_seed_base() for _ in range(50)}
+        assert len(bases) == 50 and min(bases) >= SEED_BASE_MIN
+        runs = [calibration_seeds(b, i, 3) for b in bases for i in range(5)]
+        seeds = [s for run in runs for s in run]
+        assert len(set(seeds)) == len(seeds) and min(seeds) >= SEED_BASE_MIN

@@ -7,6 +7,9 @@ import numpy as np
 import pytest
 
 from cliprepro.intervals import (
+    ControlModel,
+    PassProbability,
+    best_kept_fraction,
     pass_probability_runs,
     pass_probability_seeds,
     pooled_spread,
@@ -85,6 +88,52 @@ class TestPassProbability:
         values = effect + math.sqrt(sd_true ** 2 / n + se ** 2) * rng.standard_normal(20000)
         half = t_quantile(0.975, df) * math.sqrt(sd ** 2 / n + se ** 2)
         assert np.mean(values - half >= thr) == pytest.approx(p.honest_pass, abs=0.01)
+
+    def test_a_deterministic_control_fails_for_sure_above_its_reach(self):
+        """A control whose calibration run measured exactly 0 on every seed (a fine-tune of 0 epochs)
+        fails whenever the threshold is above its interval's reach; below it, never."""
+        control = ControlModel(value=0.0, sd=0.0, eval_se=0.0)
+        high = pass_probability_seeds(20.0, 0.0, 9.0, 3, 4.5, 8, 1.0, control=control)
+        low = pass_probability_seeds(20.0, 0.0, 1.0, 3, 4.5, 8, 1.0, control=control)
+        assert high.control_fails == 1.0 and low.control_fails == 0.0 and "deterministic" in high.how
+        # without the control's calibration it is taken as noisy as the effect: lower
+        assert pass_probability_seeds(20.0, 0.0, 9.0, 3, 4.5, 8, 1.0).control_fails < 0.95
+
+    def test_a_control_simulated(self):
+        """P(control fails) with a noisy control matches reruns drawn with its spread's upper bound."""
+        rng = np.random.default_rng(1)
+        sd, df, n, se, thr = 4.0, 10, 3, 0.5, 8.0
+        control = ControlModel(value=1.0, sd=3.0, eval_se=0.4)
+        p = pass_probability_seeds(20.0, 0.0, thr, n, sd, df, se, control=control)
+        c_sd_u = sd_upper(3.0, n - 1)
+        values = 1.0 + math.sqrt(c_sd_u ** 2 / n + 0.4 ** 2) * rng.standard_normal(20000)
+        c_sd = math.sqrt((df * sd ** 2 + (n - 1) * 3.0 ** 2) / (df + n - 1))
+        half = t_quantile(0.975, df + n - 1) * math.sqrt(c_sd ** 2 / n + 0.4 ** 2)
+        assert np.mean(values + half < thr) == pytest.approx(p.control_fails, abs=0.01)
+
+    @pytest.mark.parametrize("effect", [1.3, 3.0, 6.0])
+    def test_ratios_vary_in_proportion(self, effect):
+        """A ratio gate's noise is multiplicative: the control near 1 varies by the same fraction of
+        itself as the effect does, so its P(fail) is computed on the log scale."""
+        thr = math.sqrt(effect)  # the geometric midpoint
+        rel = pass_probability_runs(effect, 1.0, thr, 0.03 * effect, 20, 0.0, 0.0, ratio=True)
+        assert rel.honest_pass == pytest.approx(rel.control_fails, abs=1e-9)  # symmetric on the log scale
+        rng = np.random.default_rng(2)
+        sd_u = sd_upper(0.03 * effect, 19) / effect
+        control = np.exp(sd_u * rng.standard_normal(20000))
+        assert np.mean(control < thr) == pytest.approx(rel.control_fails, abs=0.01)
+        absolute = pass_probability_runs(effect, 1.0, thr, 0.03 * effect, 20, 0.0, 0.0)
+        assert absolute.control_fails <= rel.control_fails + 1e-12
+
+    def test_the_best_kept_fraction_balances_the_two(self):
+        calls = []
+
+        def probability(kept: float):
+            calls.append(kept)
+            return PassProbability(1 - kept, kept, "")
+        kept, p = best_kept_fraction(probability)
+        assert kept == 0.5 and p.honest_pass == p.control_fails == 0.5
+        assert min(calls) == 0.01 and max(calls) == 0.99
 
     def test_whole_run_is_the_product(self):
         assert run_pass_probability([0.9, 0.5, 1.0]) == pytest.approx(0.45)

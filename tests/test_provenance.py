@@ -43,6 +43,21 @@ class TestGitState:
         (tmp_path / "f").write_text("2")
         assert git_state(tmp_path)["dirty"] is True
 
+    @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+    @pytest.mark.parametrize("path,dirty", [("results/r.json", False), ("expected/e.yaml", False),
+                                            ("reports/README.md", False), ("cliprepro/x.py", True),
+                                            ("results_extra.py", True)])
+    def test_records_expected_values_and_reports_are_not_code(self, tmp_path, path, dirty):
+        """Running writes results/, expected/ and reports/: a calibration there is still clean."""
+        run = lambda *a: subprocess.run(["git", "-C", str(tmp_path), *a], check=True, capture_output=True)  # noqa: E731
+        run("init", "-q")
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text("1")
+        run("add", path)
+        run("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x")
+        (tmp_path / path).write_text("2")
+        assert git_state(tmp_path)["dirty"] is dirty
+
 
 class TestLoadSampler:
     def test_samples_during_and_at_the_end(self):

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from runners.schema.params import Stage, TrainParams
-from runners.train import stage_argv
+from runners.training.stage import stage_argv
 from tests.conftest import REPO
 
 TINY_SUITE = """
@@ -65,7 +65,7 @@ class TestStageArgv:
 
 PARENT = """
 import subprocess, sys, time
-from runners.train import die_with_parent
+from runners.training.stage import die_with_parent
 child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], preexec_fn=die_with_parent)
 print(child.pid, flush=True)
 time.sleep(60)
@@ -135,7 +135,7 @@ def test_a_stage_is_a_function_of_its_arguments(tmp_path):
     """Two fresh trainings with one seed give the same weights, with the random image and text masks
     on (RNG in the trainer and in the DataLoader workers); another seed gives other weights."""
     from runners.training.proxydata import DataSpec, ensure
-    from runners.train import run_stage
+    from runners.training.stage import run_stage
 
     data = ensure(DataSpec(seed=1, image_px=32, train_samples=512, eval_samples=20, shard_samples=128),
                   tmp_path / "data")
@@ -144,7 +144,7 @@ def test_a_stage_is_a_function_of_its_arguments(tmp_path):
     params = TrainParams(stages=[stage], seeds=[0])
 
     def weights(folder: str, seed: int) -> dict[str, torch.Tensor]:
-        ckpt = run_stage(params, stage, data, tmp_path / folder, seed, None)
+        ckpt, _trained = run_stage(params, stage, data, tmp_path / folder, seed, None)
         return torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
 
     a, b, other = weights("a", 0), weights("b", 0), weights("c", 1)

@@ -17,7 +17,8 @@ from runners.schema.params import Stage, TrainParams
 from runners.training.proxydata import DataSpec
 from runners import train
 from runners.model.masks import planned_mask
-from runners.train import planned_tokens, stage_argv, stage_key
+from runners.train import planned_tokens
+from runners.training.stage import stage_argv, stage_key
 
 BASE = dict(model="ViT-Tiny96-P8", epochs=1, batch_size=8, lr=1e-3)
 

@@ -157,6 +157,31 @@ class TestJudgeAtLeast:
         assert judge(make_entry("at_least"), iv(1.6, 2.0, value=0.0))[0] == "reproduced"
 
 
+class TestDataBoundSpeed:
+    """A speed from a training loop that waited for data more than MAX_DATA_WAIT_FRACTION of its
+    time is inconclusive, whatever its interval says."""
+
+    @pytest.mark.parametrize("kind", ["at_least", "calibrated_effect", "exact"])
+    @pytest.mark.parametrize("wait,verdict", [(None, "reproduced"), (0.0, "reproduced"),
+                                              (0.10, "reproduced"), (0.11, "inconclusive"),
+                                              (0.9, "inconclusive")])
+    def test_table(self, kind, wait, verdict):
+        from dataclasses import replace
+
+        entry = make_entry(kind)
+        value = entry.expected_value() if kind == "exact" else 3.0
+        m = replace(iv(value, value), data_wait_fraction=wait)
+        got, reason = judge(entry, m)
+        assert got == verdict, reason
+        if verdict == "inconclusive":
+            assert "waited for data" in reason
+
+    def test_the_declared_fraction(self):
+        from cliprepro.claims import MAX_DATA_WAIT_FRACTION
+
+        assert MAX_DATA_WAIT_FRACTION == 0.10  # docs/verdicts.md states it
+
+
 class TestJudgeAtMost:
     @pytest.mark.parametrize(
         ("lo", "hi", "verdict", "reason_part"),

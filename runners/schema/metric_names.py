@@ -85,6 +85,15 @@ def content_words_kept(check: str, mask: str) -> str:
     return f"content_words_kept_{check}_{mask}"
 
 
+TRAIN_RATES = ("train_samples_per_s", "step_samples_per_s", "data_wait_pct", "train_vs_bare_step")
+
+
+def train_rate(kind: str, stage: str) -> str:
+    """kind (TRAIN_RATES): end-to-end and step-only training samples/s (data wait excluded), the
+    % of wall time waiting for data, and the end-to-end rate over the same model's bare step."""
+    return f"{kind}_{stage}"
+
+
 def in1k_accuracy(stage: str) -> str:
     return f"in1k_acc1_{stage}"
 
@@ -118,6 +127,8 @@ def _train(p: TrainParams) -> set[str]:
     names = set()
     for stage in p.stages:
         names |= {stage_accuracy(stage.name, a) for a in [*p.attributes, "mean"]}
+        if stage.epochs:
+            names |= {train_rate(k, stage.name) for k in TRAIN_RATES}
         if p.retrieval:
             names |= {stage_retrieval(f"{side}_retrieval_recall@{k}", stage.name)
                       for side in ("image", "text") for k in RETRIEVAL_RECALL_K}

@@ -42,8 +42,10 @@ def rotated(names: list[str], r: int) -> list[str]:
 
 
 def interleaved_rounds(steps: dict[str, Step], *, rounds: int, min_block_s: float,
-                       warmup_steps: int, device: torch.device) -> dict[str, list[float]]:
-    """Seconds per step, per arm and round: {arm: [s_round0, s_round1, ...]}."""
+                       warmup_steps: int, device: torch.device,
+                       after_block: Callable[[], None] | None = None) -> dict[str, list[float]]:
+    """Seconds per step, per arm and round: {arm: [s_round0, s_round1, ...]}. `after_block` (a
+    progress bar) is called between timed blocks, never inside one."""
     names = list(steps)
     for name in names:
         for _ in range(warmup_steps):
@@ -54,4 +56,6 @@ def interleaved_rounds(steps: dict[str, Step], *, rounds: int, min_block_s: floa
     for r in range(rounds):
         for name in rotated(names, r):
             out[name].append(time_block(steps[name], n_steps[name], device))
+            if after_block is not None:
+                after_block()
     return out

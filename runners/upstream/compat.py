@@ -61,6 +61,19 @@ def fix_clip_benchmark_accuracy() -> None:
     patch_source(zc, "accuracy", ".sum(0, keepdim=True).cpu().numpy())", ".sum(0).cpu().item())")
 
 
+def _no_bar(iterable, *args, **kwargs):
+    return iterable
+
+
+def quiet_clip_benchmark_bars() -> None:
+    """clip_benchmark draws an unlabelled tqdm bar per class list and per loader; cliprepro.progress
+    draws one labelled unit per evaluation instead."""
+    from clip_benchmark.metrics import zeroshot_classification as zc
+    from clip_benchmark.metrics import zeroshot_retrieval as zr
+
+    zc.tqdm = zr.tqdm = _no_bar
+
+
 def fix_webdataset_eof() -> None:
     import open_clip_train.data as ocd
     from webdataset.tariterators import tar_file_expander

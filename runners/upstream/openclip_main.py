@@ -18,6 +18,10 @@ Three options of ours, taken out of ARGS before open_clip_train parses them:
   --cliprepro-token-probe PATH       write the token counts entering the first image and text
                                      blocks in the first training batch, and which patch positions
                                      the image mask kept (first 16 samples), to PATH (JSON)
+  --cliprepro-step-log PATH          per epoch, time waiting for data vs step time, and the global
+                                     step for a progress bar (runners.upstream.steplog)
+  --cliprepro-bare-step-s SECONDS    after training, time the same model's bare step (synthetic
+                                     batch in memory) for >= SECONDS, into the step log
 """
 from __future__ import annotations
 
@@ -29,7 +33,8 @@ from pathlib import Path
 EXISTS = 3  # exit status for "Experiment already exists" (open_clip_train prints it and returns -1)
 REDUCTION_MASK = {"truncate": "", "syntax": "syntax", "random": "random", "simple": "simple",
                   "block": "simple"}  # CLIPA's name for open_clip's "simple"
-OURS = ("--cliprepro-mask-kind", "--cliprepro-text-mask", "--cliprepro-token-probe")
+OURS = ("--cliprepro-mask-kind", "--cliprepro-text-mask", "--cliprepro-token-probe", "--cliprepro-step-log",
+        "--cliprepro-bare-step-s")
 
 
 def split_args(argv: list[str]) -> tuple[list[str], dict[str, str]]:
@@ -96,14 +101,17 @@ def write_first_batch_tokens(model, path: Path) -> None:
     handles.append(model.visual.patch_dropout.register_forward_hook(mask_hook))
 
 
-def configure(ours: dict[str, str], patch_dropout: float) -> None:
-    """Install our options into open_clip_train's main module (the model and the tokenizer it makes)."""
+def configure(ours: dict[str, str], patch_dropout: float) -> dict:
+    """Install our options into open_clip_train's main module (the model and the tokenizer it makes,
+    the train loader it iterates); returns what main() leaves behind (the model)."""
     import open_clip
     from open_clip_train import main as oc_main
 
     from runners.model.masks import install
+    from runners.upstream.steplog import StepLog, TimedLoader
 
     kind, probe = ours.get("mask-kind"), ours.get("token-probe")
+    made: dict = {}
     make = oc_main.create_model_and_transforms
 
     @functools.wraps(make)
@@ -113,9 +121,22 @@ def configure(ours: dict[str, str], patch_dropout: float) -> None:
             install(model, kind, patch_dropout)
         if probe:
             write_first_batch_tokens(model, Path(probe))
+        made["model"] = model
         return model, preprocess_train, preprocess_val
 
     oc_main.create_model_and_transforms = create
+    if "step-log" in ours:
+        made["step_log"] = log = StepLog(Path(ours["step-log"]))
+        get_data = oc_main.get_data
+
+        @functools.wraps(get_data)
+        def timed_data(*args, **kwargs):
+            data = get_data(*args, **kwargs)
+            if "train" in data:
+                data["train"].dataloader = TimedLoader(data["train"].dataloader, log)
+            return data
+
+        oc_main.get_data = timed_data
     mask = ours.get("text-mask", "truncate")
     if mask not in REDUCTION_MASK:
         raise SystemExit(f"error: --cliprepro-text-mask must be one of {', '.join(REDUCTION_MASK)}")
@@ -125,6 +146,7 @@ def configure(ours: dict[str, str], patch_dropout: float) -> None:
         fix_syntax_mask_offline()  # never nltk.download: the tagger from NLTK_DATA, or a clear error
     if REDUCTION_MASK[mask]:
         oc_main.get_tokenizer = functools.partial(open_clip.get_tokenizer, reduction_mask=REDUCTION_MASK[mask])
+    return made
 
 
 def main(argv: list[str]) -> int:
@@ -143,12 +165,17 @@ def main(argv: list[str]) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     ratio = float(argv[argv.index("--force-patch-dropout") + 1]) if "--force-patch-dropout" in argv else 0.0
-    configure(ours, ratio)
+    made = configure(ours, ratio)
     result = oc_main.main(argv)
     if result == -1:
         print("error: open_clip_train refused to run: the experiment folder already exists "
               "(use --resume latest or a new --name)", file=sys.stderr)
         return EXISTS
+    if "bare-step-s" in ours and "step_log" in made and "model" in made:
+        from runners.upstream.steplog import bare_step
+
+        batch = int(argv[argv.index("--batch-size") + 1])
+        made["step_log"].set_bare_step(bare_step(made["model"], batch, float(ours["bare-step-s"])))
     return 0
 
 

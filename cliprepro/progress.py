@@ -1,0 +1,95 @@
+"""Progress of long work: one line per unit (suite, scale, stage or arm, seed, round...).
+
+On a terminal each unit is a tqdm bar with its ETA; elsewhere (CI logs, pipes) it is one short
+line when the unit ends, with its duration. Callers update a bar only between timed blocks, never
+inside one. `scope` names the suite and scale once (cliprepro.runflow), so runners only say what
+the unit is.
+"""
+from __future__ import annotations
+
+import contextlib
+import sys
+import threading
+import time
+from typing import Iterator
+
+_prefix: list[str] = []
+_lock = threading.Lock()
+_rows: set[int] = set()  # terminal rows held by open bars (units running at once, e.g. two trainers)
+
+
+def _take_row() -> int:
+    with _lock:
+        row = next(i for i in range(len(_rows) + 1) if i not in _rows)
+        _rows.add(row)
+        return row
+
+
+def _free_row(row: int) -> None:
+    with _lock:
+        _rows.discard(row)
+
+
+def interactive() -> bool:
+    return sys.stderr.isatty()
+
+
+@contextlib.contextmanager
+def scope(*words: str) -> Iterator[None]:
+    """Units started inside are prefixed with `words` (e.g. the suite and its scale)."""
+    _prefix.extend(words)
+    try:
+        yield
+    finally:
+        del _prefix[len(_prefix) - len(words):]
+
+
+class Unit:
+    """A bar on a terminal, a line at the end elsewhere; `update(n)` / `set(done)` between blocks."""
+
+    def __init__(self, what: str, total: int | None, unit: str):
+        self.label = " · ".join([*_prefix, what])
+        self.total, self.unit, self.done = total, unit, 0
+        self.started = time.monotonic()
+        self._bar = None
+        if interactive():
+            from tqdm import tqdm
+
+            self._row = _take_row()
+            self._bar = tqdm(total=total, desc=self.label, unit=unit, leave=True, file=sys.stderr, disable=False,
+                             position=self._row,
+                             dynamic_ncols=True, bar_format="{desc}: {percentage:3.0f}%|{bar}| "
+                             "{n_fmt}/{total_fmt} {unit} [{elapsed}<{remaining}]")
+
+    def set(self, done: int) -> None:
+        if self._bar is not None and done > self.done:
+            self._bar.update(done - self.done)
+        self.done = max(done, self.done)
+
+    def update(self, n: int = 1) -> None:
+        self.set(self.done + n)
+
+    def close(self, note: str = "") -> None:
+        if self._bar is not None:
+            if note:
+                self._bar.set_postfix_str(note, refresh=False)
+            self._bar.close()
+            _free_row(self._row)
+            return
+        took = time.monotonic() - self.started
+        count = f"{self.done}/{self.total} {self.unit}" if self.total else f"{self.done} {self.unit}"
+        print(f"  {self.label}: {count} in {took:.0f} s{f' ({note})' if note else ''}", file=sys.stderr,
+              flush=True)
+
+
+@contextlib.contextmanager
+def unit(what: str, total: int | None = None, unit: str = "step") -> Iterator[Unit]:
+    u = Unit(what, total, unit)
+    note = ""
+    try:
+        yield u
+    except BaseException:
+        note = "failed"
+        raise
+    finally:
+        u.close(note)

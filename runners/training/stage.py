@@ -1,0 +1,270 @@
+"""One open_clip_train stage as its own process: its arguments, its cache key, its progress.
+
+The trainer is runners.upstream.openclip_main.main, the same function torchrun runs at paper
+scale. Here it runs in a process forked from a forkserver that has imported torch, open_clip and
+open_clip_train once (multiprocessing's forkserver with preload), so a stage does not pay ~4 s
+of imports; the process is otherwise fresh (nothing has run in the server), writes its output to
+the stage's trainer.log, and dies with cliprepro (PR_SET_PDEATHSIG). As with any forkserver or
+spawn child, the trainer imports the caller's main module: a script that calls run_stage keeps its
+work under `if __name__ == "__main__":`.
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import json
+import multiprocessing
+import os
+import shutil
+import signal
+import sys
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from cliprepro import progress
+from runners.schema.params import Stage, TrainParams as Params
+from runners.training import fingerprint
+from runners.training.proxydata import DataSpec
+from runners.upstream import steplog
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+STAGE_DIR = "stage"  # open_clip_train --name inside each stage's cache folder
+PROBE = "first_batch_tokens.json"
+STEP_LOG = "step_log.json"  # data wait vs step time per epoch, and the bare step (runners.upstream.steplog)
+TRAINER_LOG = "trainer.log"  # the trainer's stdout and stderr
+PRELOAD = ["torch", "open_clip", "open_clip_train.main", "webdataset", "clip_benchmark.datasets.builder",
+           "clip_benchmark.metrics.zeroshot_classification", "runners.upstream.openclip_main",
+           "runners.upstream.steplog", "runners.model.masks", "runners.zeroshot"]
+
+
+def _key(*parts: object) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def stage_key(params: Params, stage: Stage, spec: DataSpec, seed: int, threads: int = 1) -> str:
+    """Cache key of a stage's training: the data, the seed, the common settings, the trainer's
+    thread count (float sums depend on it) and every stage of its init chain (not names, so suites
+    that define the same stage share one trained model)."""
+    chain: list[object] = []
+    current: Stage | None = stage
+    while current is not None:
+        chain.insert(0, current.model_dump(exclude={"name", "n_seeds", "init"}))
+        current = params.init_of(current)
+    common = params.model_dump(include={"beta1", "beta2", "eps", "wd", "workers"})
+    # the training path's fingerprint, not a hand-bumped version: a change to what training does
+    # changes it (runners.training.fingerprint), so no stage cached before is reused
+    return _key(fingerprint.COMMITTED, spec.fingerprint(), seed, common, threads, *chain)
+
+
+def stage_argv(params: Params, stage: Stage, data: Path, logs: Path, seed: int,
+               init: Path | None) -> list[str]:
+    """open_clip_train arguments for one stage (the shards' sizes.json gives the sample count),
+    then ours for runners.upstream.openclip_main (image / text masks, the first-batch token probe)."""
+    shards = sorted((data / "train").glob("shard-*.tar"))
+    argv = ["--train-data", f"{data / 'train'}/shard-{{00000..{len(shards) - 1:05d}}}.tar",
+            "--dataset-type", "webdataset", "--model", stage.model, "--epochs", str(stage.epochs),
+            "--batch-size", str(stage.batch_size), "--lr", str(stage.lr), "--warmup", str(stage.warmup),
+            "--wd", str(params.wd), "--beta1", str(params.beta1), "--beta2", str(params.beta2),
+            "--eps", str(params.eps), "--workers", str(params.workers), "--seed", str(seed),
+            "--logs", str(logs), "--name", STAGE_DIR, "--save-frequency", "1", "--precision", "fp32",
+            "--report-to", "", "--log-every-n-steps", "1000000"]
+    if stage.image_size:
+        argv += ["--force-image-size", str(stage.image_size)]
+    if stage.patch_dropout is not None:
+        argv += ["--force-patch-dropout", str(stage.patch_dropout)]
+    if stage.context_length:
+        argv += ["--force-context-length", str(stage.context_length)]
+    if stage.train_num_samples:
+        argv += ["--train-num-samples", str(stage.train_num_samples)]
+    if init is not None:
+        argv += ["--pretrained", str(init)]
+    if stage.mask_kind != "random":
+        argv += ["--cliprepro-mask-kind", stage.mask_kind]
+    if stage.text_mask != "truncate":
+        argv += ["--cliprepro-text-mask", stage.text_mask]
+    return argv + ["--cliprepro-token-probe", str(logs / PROBE), "--cliprepro-step-log", str(logs / STEP_LOG)]
+
+
+# Looked up at import, not in the forked trainer, where a loader lock held by another thread could hang
+_PRCTL = ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else None
+
+
+def die_with_parent() -> None:
+    """In the trainer process: SIGTERM it when its parent (the forkserver, which exits with
+    cliprepro) dies (Linux), so a cliprepro killed alone does not leave a trainer writing into the
+    cache (it resumes on the next run)."""
+    if _PRCTL is not None:
+        _PRCTL(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+
+def steps_planned(stage: Stage, spec: DataSpec) -> int:
+    samples = stage.train_num_samples or spec.train_samples
+    return stage.epochs * -(-samples // stage.batch_size)
+
+
+def run_stage(params: Params, stage: Stage, data: Path, logs: Path, seed: int, init: Path | None,
+              bare_step_s: float = 0.0, extra_argv: list[str] | None = None,
+              env: dict[str, str] | None = None) -> tuple[Path, bool]:
+    """The stage's final checkpoint, training (or resuming) only what is missing, and whether
+    this call trained (False: the cached stage was reused whole). `extra_argv` goes last to
+    open_clip_train (it overrides), `env` adds to the trainer's environment."""
+    ckpts = logs / STAGE_DIR / "checkpoints"
+    final = ckpts / f"epoch_{stage.epochs}.pt"
+    if final.exists():
+        return final, False
+    argv = stage_argv(params, stage, data, logs, seed, init) + list(extra_argv or [])
+    if bare_step_s:
+        argv += ["--cliprepro-bare-step-s", str(bare_step_s)]
+    for partial in ckpts.glob("*.tmp"):  # a save cut off by a kill: never a checkpoint
+        partial.unlink()
+    done = sorted(int(p.stem.split("_")[1]) for p in ckpts.glob("epoch_*.pt"))
+    if done:
+        argv += ["--resume", "latest"]
+        _trim_step_log(logs / STEP_LOG, done[-1])
+    else:
+        shutil.rmtree(logs, ignore_errors=True)  # killed before its first checkpoint: start clean
+    logs.mkdir(parents=True, exist_ok=True)
+    total = steps_planned(stage, DataSpec(**params.data.model_dump()))
+    with progress.unit(f"train {stage.name} seed {seed}", total, "step") as bar:
+        returncode = in_process(_trainer, (argv,), logs / TRAINER_LOG, env, lambda: bar.set(_steps_done(logs)))
+    if returncode != 0 or not final.exists():
+        lines = [x for x in (logs / TRAINER_LOG).read_text().splitlines() if x.strip() and x[:2] not in ("I1", "W1")]
+        tail = "\n".join(lines[-5:])  # the exception, not torch's dynamo statistics
+        raise RuntimeError(f"stage {stage.name} (seed {seed}) failed with exit {returncode}: {tail}")
+    return final, True
+
+
+def _steps_done(logs: Path) -> int:
+    try:
+        return int(json.loads(steplog.progress_path(logs / STEP_LOG).read_text())["steps"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def _trim_step_log(path: Path, epochs: int) -> None:
+    """Keep the epochs the resumed checkpoint holds (one finished after it is trained again)."""
+    if path.exists():
+        data = json.loads(path.read_text())
+        data["epochs"] = data["epochs"][:epochs]
+        path.write_text(json.dumps(data))
+
+
+
+
+_CONTEXT: multiprocessing.context.BaseContext | None = None
+
+
+def _trainers() -> multiprocessing.context.BaseContext:
+    """The forkserver context, its server preloaded with the trainer's imports (started once)."""
+    global _CONTEXT
+    if _CONTEXT is None:
+        if "forkserver" not in multiprocessing.get_all_start_methods():
+            _CONTEXT = multiprocessing.get_context("spawn")  # no fork (not Linux): plain fresh processes
+        else:
+            _CONTEXT = multiprocessing.get_context("forkserver")
+            _CONTEXT.set_forkserver_preload(PRELOAD)
+    return _CONTEXT
+
+
+def in_process(target, args: tuple, log: Path, env: dict[str, str] | None, poll=None) -> int | None:
+    """Run target(*args) in a fresh process forked from the preloaded server, its output in `log`,
+    the current environment plus `env`; `poll()` is called twice a second meanwhile. Its exit code."""
+    environ = {**os.environ, **(env or {})}  # as a subprocess would inherit it, now
+    proc = _trainers().Process(target=_child, args=(target, args, str(log), environ))
+    proc.start()
+    while proc.exitcode is None:
+        proc.join(timeout=0.5)
+        if poll is not None:
+            poll()
+    return proc.exitcode
+
+
+def _child(target, args: tuple, log: str, environ: dict[str, str]) -> None:
+    """In the forked process: output to the log, the caller's environment (a thread count applied
+    to torch too: it is imported already), the start method a plain process has, then the work."""
+    die_with_parent()
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.environ.clear()
+    os.environ.update(environ)
+    os.chdir(ROOT)
+    # a forkserver child inherits that start method; open_clip_train's loader workers get what a
+    # plain process has (fork on Linux), as under torchrun
+    multiprocessing.set_start_method(multiprocessing.get_all_start_methods()[0], force=True)
+    if "OMP_NUM_THREADS" in environ:
+        import torch
+
+        torch.set_num_threads(int(environ["OMP_NUM_THREADS"]))
+    code = target(*args)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    sys.exit(code or 0)  # multiprocessing turns it into the process's exit code
+
+
+def _trainer(argv: list[str]) -> int:
+    from runners.upstream.openclip_main import main
+
+    return main(argv)
+
+
+@dataclass(frozen=True)
+class Trained:
+    checkpoint: Path
+    logs: Path
+    trained: bool | None  # False: reused from the cache; None: epochs 0, nothing to train
+    seconds: float
+    scores: dict  # the evaluator's JSON output
+
+
+def trainer_jobs() -> tuple[int, int]:
+    """(processes at once, threads each): on a small CPU two one-thread trainers train ~1.5x more
+    samples per second than one two-thread trainer (docs/design.md); $CLIPREPRO_TRAIN_JOBS overrides."""
+    cores = os.cpu_count() or 1
+    jobs = int(os.environ.get("CLIPREPRO_TRAIN_JOBS", "2" if cores >= 2 else "1"))
+    return max(1, jobs), max(1, cores // max(1, jobs))
+
+
+def train_all(params: Params, spec: DataSpec, data: Path, cache: Path, bare_step_s: float,
+              evaluator, eval_key: str) -> dict[tuple[str, int], Trained]:
+    """Train and evaluate every (stage, seed) of a run, up to trainer_jobs() processes at once; a
+    stage waits for its init stage of the same seed. The first seed of each stage also times the
+    bare step. `evaluator(params, stage, checkpoint, data, out)` runs in its own process and writes
+    JSON to `out`, kept beside the stage under `eval_key` (a fingerprint of the evaluation)."""
+    jobs, threads = trainer_jobs()
+    env = {"OMP_NUM_THREADS": str(threads)}
+    futures: dict[tuple[str, int], Future] = {}
+    pool = ThreadPoolExecutor(max_workers=jobs)  # FIFO: an init stage is always started before its users
+
+    def one(stage: Stage, seed: int, first: bool, init: Future | None) -> Trained:
+        logs = cache / stage_key(params, stage, spec, seed, threads)
+        from_ckpt = init.result().checkpoint if init is not None else None
+        started, trained = time.time(), None
+        if stage.epochs:
+            ckpt, trained = run_stage(params, stage, data, logs, seed, from_ckpt, bare_step_s if first else 0.0, env=env)
+        else:
+            assert from_ckpt is not None
+            ckpt = from_ckpt
+        seconds = time.time() - started
+        out = logs / f"eval-{eval_key}.json"
+        if not out.exists():
+            logs.mkdir(parents=True, exist_ok=True)
+            with progress.unit(f"evaluate {stage.name} seed {seed}", 1, "checkpoint") as bar:
+                code = in_process(evaluator, (params, stage, ckpt, data, out), logs / "eval.log", env)
+                if code != 0 or not out.exists():
+                    tail = (logs / "eval.log").read_text().splitlines()[-5:]
+                    raise RuntimeError(f"evaluation of {stage.name} (seed {seed}) failed: " + "\n".join(tail))
+                bar.update()
+        return Trained(ckpt, logs, trained, seconds, json.loads(out.read_text()))
+
+    try:
+        for stage in params.stages:
+            init = params.init_of(stage)
+            for i, seed in enumerate(params.seeds_of(stage)):
+                futures[(stage.name, seed)] = pool.submit(one, stage, seed, i == 0,
+                                                          futures[(init.name, seed)] if init else None)
+        return {key: f.result() for key, f in futures.items()}
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,94 @@
+"""runners.training.stage: trainer processes, several at once, each stage after its init stage."""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from runners.schema.params import Stage, TrainParams
+from runners.training import stage as st
+from runners.training.proxydata import DataSpec
+
+SPEC = DataSpec(seed=0, image_px=32, train_samples=256, eval_samples=10, shard_samples=128)
+
+
+def _params() -> TrainParams:
+    s = dict(model="ViT-Tiny96-P8", batch_size=64, lr=1e-3)
+    return TrainParams(seeds=[0, 1, 2], data=SPEC.__dict__, stages=[
+        Stage(name="pre", epochs=2, **s), Stage(name="ft", epochs=1, init="previous", **s),
+        Stage(name="ctl", epochs=0, init="pre", **s)])
+
+
+class TestTrainAll:
+    def test_stages_wait_for_their_init_and_run_two_at_once(self, tmp_path, monkeypatch):
+        events: list[tuple[str, str, int, float]] = []
+        running, peak, lock = [0], [0], threading.Lock()
+
+        def fake_run_stage(params, stage, data, logs, seed, init, bare_step_s=0.0, extra_argv=None, env=None):
+            with lock:
+                running[0] += 1
+                peak[0] = max(peak[0], running[0])
+                events.append(("start", stage.name, seed, time.monotonic()))
+            if stage.name == "ft":
+                assert init == tmp_path / f"pre-{seed}.pt", "a stage starts from its init stage's checkpoint"
+                assert bare_step_s == (0.5 if seed == 0 else 0.0)
+                assert env == {"OMP_NUM_THREADS": str(st.trainer_jobs()[1])}
+            time.sleep(0.05)
+            with lock:
+                running[0] -= 1
+                events.append(("end", stage.name, seed, time.monotonic()))
+            return tmp_path / f"{stage.name}-{seed}.pt", True
+
+        def fake_in_process(target, args, log, env, poll=None):
+            args[-1].write_text('{"scores": {}, "correct": {}}')
+            return 0
+
+        monkeypatch.setattr(st, "run_stage", fake_run_stage)
+        monkeypatch.setattr(st, "in_process", fake_in_process)
+        monkeypatch.setenv("CLIPREPRO_TRAIN_JOBS", "2")
+        out = st.train_all(_params(), SPEC, tmp_path / "data", tmp_path / "cache", 0.5, None, "k")
+        assert set(out) == {(s, seed) for s in ("pre", "ft", "ctl") for seed in (0, 1, 2)}
+        assert peak[0] == 2
+        end_pre = {seed: t for kind, name, seed, t in events if kind == "end" and name == "pre"}
+        for kind, name, seed, t in events:
+            if kind == "start" and name == "ft":
+                assert t >= end_pre[seed]
+        assert out[("ctl", 1)].checkpoint == tmp_path / "pre-1.pt" and out[("ctl", 1)].trained is None
+        assert out[("ft", 2)].trained is True
+
+    def test_a_failed_stage_fails_the_run(self, tmp_path, monkeypatch):
+        def boom(*a, **k):
+            raise RuntimeError("stage pre (seed 0) failed with exit 1: boom")
+
+        monkeypatch.setattr(st, "run_stage", boom)
+        with pytest.raises(RuntimeError, match="boom"):
+            st.train_all(_params(), SPEC, tmp_path, tmp_path / "cache", 0.0, None, "k")
+
+    @pytest.mark.parametrize("cores,env,want", [(2, None, (2, 1)), (16, None, (2, 8)), (1, None, (1, 1)),
+                                                (2, "1", (1, 2))])
+    def test_jobs_and_threads(self, monkeypatch, cores, env, want):
+        monkeypatch.setattr(st.os, "cpu_count", lambda: cores)
+        if env is None:
+            monkeypatch.delenv("CLIPREPRO_TRAIN_JOBS", raising=False)
+        else:
+            monkeypatch.setenv("CLIPREPRO_TRAIN_JOBS", env)
+        assert st.trainer_jobs() == want
+
+
+def _write_env_and_threads(path: str) -> int:
+    import torch
+
+    Path(path).write_text(f"{os.environ.get('CLIPREPRO_PROBE')} {torch.get_num_threads()}")
+    print("to the log")
+    return 3
+
+
+@pytest.mark.slow
+def test_in_process_runs_forked_with_the_environment_and_the_log(tmp_path):
+    out = tmp_path / "out.txt"
+    code = st.in_process(_write_env_and_threads, (str(out),), tmp_path / "log.txt",
+                         {"CLIPREPRO_PROBE": "yes", "OMP_NUM_THREADS": "1"})
+    assert code == 3 and out.read_text() == "yes 1" and "to the log" in (tmp_path / "log.txt").read_text()
