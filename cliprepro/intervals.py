@@ -88,6 +88,8 @@ class PassProbability:
     honest_pass: float  # P(an honest rerun's verdict is reproduced)
     control_fails: float  # P(the negative control's verdict is not_reproduced)
     how: str
+    honest_z: float = 0.0  # the margins in standard deviations (±inf when deterministic): they
+    control_z: float = 0.0  # still order thresholds where both probabilities round to 1
 
 
 @dataclass(frozen=True)
@@ -146,28 +148,29 @@ def pass_probability_runs(effect: float, null: float, threshold: float, run_sd: 
 def _one_sided(effect: float, null: float, thr: float, lower_half: float, upper_half: float,
                spread: float, upward: bool, how: str) -> PassProbability:
     sign = 1.0 if upward else -1.0
+    pass_margin = sign * (effect - thr) - lower_half  # upward: pass iff value − lower_half ≥ thr
+    fail_margin = sign * (thr - null) - upper_half  # control fails iff value + upper_half < thr
     if spread == 0:
-        passes = float(sign * (effect - thr) - lower_half >= 0)
-        fails = float(sign * (thr - null) - upper_half > 0)
-        return PassProbability(passes, fails, how)
+        inf = math.inf
+        return PassProbability(float(pass_margin >= 0), float(fail_margin > 0), how,
+                               inf if pass_margin >= 0 else -inf, inf if fail_margin > 0 else -inf)
     z = NormalDist()
-    # upward: pass iff value − lower_half ≥ thr; control fails iff value + upper_half < thr
-    passes = 1 - z.cdf((sign * (thr - effect) + lower_half) / spread)
-    fails = z.cdf((sign * (thr - null) - upper_half) / spread)
-    return PassProbability(passes, fails, how)
+    hz, cz = pass_margin / spread, fail_margin / spread
+    return PassProbability(z.cdf(hz), z.cdf(cz), how, hz, cz)
 
 
 def best_kept_fraction(probability, grid_step: float = 0.01) -> tuple[float, PassProbability]:
-    """The kept fraction (threshold = null + kept · effect) that maximises the smaller of
-    P(pass) and P(control fails); `probability(kept)` gives both."""
-    best: tuple[float, PassProbability] | None = None
+    """The kept fraction (threshold = null + kept · effect) that maximises the smaller margin of
+    P(pass) and P(control fails), in standard deviations (so it still chooses where both round
+    to 1); among equal best (deterministic plateaus), the middle one. `probability(kept)` gives both."""
+    scored = []
     for i in range(1, round(1 / grid_step)):
         kept = round(i * grid_step, 4)
         p = probability(kept)
-        if best is None or min(p.honest_pass, p.control_fails) > min(best[1].honest_pass, best[1].control_fails):
-            best = (kept, p)
-    assert best is not None
-    return best
+        scored.append((min(p.honest_z, p.control_z), kept, p))
+    top = max(s for s, _, _ in scored)
+    best = [(k, p) for s, k, p in scored if s >= top - 1e-9 or (math.isinf(top) and s == top)]
+    return best[len(best) // 2]
 
 
 def run_pass_probability(gates: list[float]) -> float:

@@ -130,10 +130,22 @@ class TestPassProbability:
 
         def probability(kept: float):
             calls.append(kept)
-            return PassProbability(1 - kept, kept, "")
+            return PassProbability(1 - kept, kept, "", honest_z=0.5 - kept, control_z=kept - 0.5)
         kept, p = best_kept_fraction(probability)
         assert kept == 0.5 and p.honest_pass == p.control_fails == 0.5
         assert min(calls) == 0.01 and max(calls) == 0.99
+
+    def test_where_both_round_to_one_the_margins_decide(self):
+        """Far-apart effect and control: P is 1.0 at many thresholds; the chosen one sits where the
+        smaller margin is largest (the log-scale midpoint for a ratio), not at the first 1.0."""
+        kept, p = best_kept_fraction(lambda k: pass_probability_runs(4.0, 1.0, 1 + 3 * k, 0.004, 20, 0.0, 0.0,
+                                                                      ratio=True))
+        assert p.honest_pass == p.control_fails == 1.0
+        assert 1 + 3 * kept == pytest.approx(2.0, abs=0.031)  # sqrt(4): the geometric midpoint
+
+    def test_deterministic_plateau_takes_its_middle(self):
+        kept, _ = best_kept_fraction(lambda k: pass_probability_runs(2.0, 1.0, 1 + k, 0.0, 5, 0.1, 0.1))
+        assert kept == pytest.approx(0.5, abs=0.01)
 
     def test_whole_run_is_the_product(self):
         assert run_pass_probability([0.9, 0.5, 1.0]) == pytest.approx(0.45)
