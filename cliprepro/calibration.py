@@ -150,3 +150,12 @@ def apply(layout: Layout, name: str, ids: list[str],
     new_exp = ExpectedFile(suite=exp.suite, entries=entries)
     write_expected(layout.expected / f"{name}.yaml", new_exp)
     return new_exp, problems
+
+
+def reapply(layout: Layout, name: str) -> tuple[ExpectedFile, list[str]]:
+    """Every calibrated_effect entry of the suite recomputed from the records it already cites."""
+    _suite, exp = layout.load(name)
+    ids = next((e.calibration for e in exp.entries if e.kind == "calibrated_effect" and e.calibration), [])
+    controls = {e.negative_control: e.control_calibration.record for e in exp.entries
+                if e.kind == "calibrated_effect" and e.control_calibration and e.negative_control}
+    return apply(layout, name, ids, controls)

@@ -103,7 +103,6 @@ def cmd_report(args, layout: Layout) -> int:
 
 def cmd_calibrate(args, layout: Layout) -> int:
     from cliprepro.calibration import apply, draw_seed_base, runs_needed
-    from cliprepro.claims import pass_probability
     from cliprepro.provenance import git_state
     from cliprepro.runflow import execute
 
@@ -112,6 +111,12 @@ def cmd_calibrate(args, layout: Layout) -> int:
         raise InputError(layout.suites / f"{args.suite}.yaml", "scales", "calibration needs a proxy scale")
     if args.runs is not None and args.runs < 3:
         raise InputError("--runs", "--runs", "at least 3 (5 where a run takes under a minute)")
+    if args.reapply:  # the rules changed, not the measurements: recompute from the cited records
+        from cliprepro.calibration import reapply
+
+        exp, problems = reapply(layout, args.suite)
+        _print_calibrated(exp, problems)
+        return 1 if problems else 0
     git = git_state(layout.root)
     if not git["commit"] or git["dirty"] is not False:
         print("error: calibration needs a clean tree at a known commit (changes under results/, expected/ "
@@ -161,17 +166,23 @@ def cmd_calibrate(args, layout: Layout) -> int:
     finally:
         shutil.rmtree(fresh, ignore_errors=True)
     exp, problems = apply(layout, args.suite, ids, control_ids)
+    _print_calibrated(exp, problems)
+    return 1 if problems else 0
+
+
+def _print_calibrated(exp, problems: list[str]) -> None:
+    from cliprepro.claims import pass_probability
+
     for e in exp.entries:
         if e.kind == "calibrated_effect":
             p = pass_probability(e)
             print(f"{e.claim}: value {e.value} spread {e.calibration_spread} half-width "
                   f"{e.planned_halfwidth} seed spread {e.seed_spread.sd if e.seed_spread else '—'} "
-                  f"from {len(ids)} records; control {e.control_calibration.value if e.control_calibration else '—'}; "
+                  f"from {len(e.calibration)} records; control {e.control_calibration.value if e.control_calibration else '—'}; "
                   f"kept fraction {e.kept_fraction}: P(pass) {p.honest_pass:.4f}, P(control fails) "
                   f"{p.control_fails:.4f}" if p else "")
     for p in problems:
         print(f"problem: {p}", file=sys.stderr)
-    return 1 if problems else 0
 
 
 def cmd_list(args, layout: Layout) -> int:
@@ -249,6 +260,8 @@ def parser() -> argparse.ArgumentParser:
     c = sub.add_parser("calibrate", parents=[root], help="run the proxy scale N times and set the gates in expected/")
     c.add_argument("suite")
     c.add_argument("--runs", type=int, help="number of runs (at least 5 if a run is under 1 min, else 3)")
+    c.add_argument("--reapply", action="store_true",
+                   help="run nothing: recompute the gates' fields from the records they cite (after a rule change)")
     sub.add_parser("docs", parents=[root], help="rewrite docs/claims.md from suites/ and expected/")
     rep = sub.add_parser("report", parents=[root], help="render reports/ from the committed records in results/")
     rep.add_argument("--build", help="also read BUILD/results and write to BUILD/reports")

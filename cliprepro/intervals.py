@@ -121,9 +121,10 @@ def pass_probability_seeds(effect: float, null: float, threshold: float, n: int,
     c_half = t_quantile(0.5 + CONFIDENCE / 2, c_df) * math.sqrt(c_sd ** 2 / n + control.eval_se ** 2)
     c_spread = math.sqrt(sd_upper(control.sd, max(n - 1, 1)) ** 2 / n + control.eval_se ** 2) if control.sd else \
         control.eval_se
-    passes = _one_sided(effect, null, threshold, half, half, spread, upward, how).honest_pass
-    fails = _one_sided(control.value, control.value, threshold, c_half, c_half, c_spread, upward, how).control_fails
-    return PassProbability(passes, fails, how + (", control deterministic" if c_spread == 0 else ""))
+    honest = _one_sided(effect, null, threshold, half, half, spread, upward, how)
+    ctl = _one_sided(control.value, control.value, threshold, c_half, c_half, c_spread, upward, how)
+    return PassProbability(honest.honest_pass, ctl.control_fails,
+                           how + (", control deterministic" if c_spread == 0 else ""), honest.honest_z, ctl.control_z)
 
 
 def pass_probability_runs(effect: float, null: float, threshold: float, run_sd: float, runs: int,

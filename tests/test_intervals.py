@@ -143,6 +143,15 @@ class TestPassProbability:
         assert p.honest_pass == p.control_fails == 1.0
         assert 1 + 3 * kept == pytest.approx(2.0, abs=0.031)  # sqrt(4): the geometric midpoint
 
+    def test_a_deterministic_control_puts_the_threshold_just_past_its_reach(self):
+        """Over seeds with a control that measures exactly 0: the threshold goes to the first grid
+        point where the control surely fails, where the honest run's margin is largest."""
+        control = ControlModel(0.0)
+        kept, p = best_kept_fraction(lambda k: pass_probability_seeds(27.0, 0.0, 27.0 * k, 3, 3.1, 8, 1.07,
+                                                                       control=control))
+        reach = pass_probability_seeds(27.0, 0.0, 27.0 * (kept - 0.01), 3, 3.1, 8, 1.07, control=control)
+        assert p.control_fails == 1.0 and reach.control_fails == 0.0 and p.honest_pass > 0.999
+
     def test_deterministic_plateau_takes_its_middle(self):
         kept, _ = best_kept_fraction(lambda k: pass_probability_runs(2.0, 1.0, 1 + k, 0.0, 5, 0.1, 0.1))
         assert kept == pytest.approx(0.5, abs=0.01)
