@@ -236,9 +236,10 @@ class TestPaperScaleTraining:
         assert main(["validate", "--root", str(root_copy)]) == 0
         out = capsys.readouterr().out
         assert "P(pass)" in out and "P(control fails)" in out and "P(a CI run passes every gate)" in out
-        row = next(line for line in out.splitlines() if "clipa_l16_proxy_finetune_gain" in line)
+        row = next(line for line in out.splitlines() if "clipa_l16_i37_t8_proxy_finetune_gain" in line)
         p_pass, p_fail = (float(x) for x in row.split()[2:4])
-        assert 0 < p_pass < 1 and 0 < p_fail < 1 and "n=3 seeds" in row
+        assert 0 < p_pass < 1 and p_fail == 1.0 and "n=2 seeds" in row and "control deterministic" in row
+        assert "Per suite at its CI scale" in out and "min P(control fails)" in out
         assert "deterministic count" in next(line for line in out.splitlines() if "bigg_params_text" in line)
 
     def test_bad_user_config_is_exit_2(self, root_copy, capsys, monkeypatch):
