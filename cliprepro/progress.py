@@ -8,6 +8,7 @@ the unit is.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import threading
 import time
@@ -31,7 +32,15 @@ def _free_row(row: int) -> None:
 
 
 def interactive() -> bool:
-    return sys.stderr.isatty()
+    """A terminal with a size (tqdm draws nothing on a pty of 0 x 0, e.g. `script` without one)."""
+    return sys.stderr.isatty() and _columns() > 0
+
+
+def _columns() -> int:
+    try:
+        return os.get_terminal_size(sys.stderr.fileno()).columns
+    except (OSError, ValueError):
+        return 0
 
 
 @contextlib.contextmanager
@@ -57,8 +66,7 @@ class Unit:
 
             self._row = _take_row()
             self._bar = tqdm(total=total, desc=self.label, unit=unit, leave=True, file=sys.stderr, disable=False,
-                             position=self._row,
-                             dynamic_ncols=True, bar_format="{desc}: {percentage:3.0f}%|{bar}| "
+                             position=self._row, dynamic_ncols=True, bar_format="{desc}: {percentage:3.0f}%|{bar}| "
                              "{n_fmt}/{total_fmt} {unit} [{elapsed}<{remaining}]")
 
     def set(self, done: int) -> None:

@@ -31,6 +31,13 @@ class TestUnit:
         assert "flip_speedup · proxy · step: 3 arms x 9 rounds" in err and "27/27 block" in err
         assert "<" in err  # elapsed<remaining: the ETA
 
+    @pytest.mark.parametrize("tty,columns,interactive", [(True, 120, True), (True, 0, False), (False, 120, False)])
+    def test_a_terminal_without_a_size_gets_lines(self, monkeypatch, tty, columns, interactive):
+        """tqdm draws nothing on a pty of 0 x 0 (e.g. `script` run without a terminal): lines instead."""
+        monkeypatch.setattr(progress.sys.stderr, "isatty", lambda: tty, raising=False)
+        monkeypatch.setattr(progress, "_columns", lambda: columns)
+        assert progress.interactive() is interactive
+
     def test_a_failed_unit_says_so(self, capsys, monkeypatch):
         monkeypatch.setattr(progress, "interactive", lambda: False)
         with pytest.raises(RuntimeError):
