@@ -134,7 +134,7 @@ def cmd_calibrate(args, layout: Layout) -> int:
             return 1
     seed_base = draw_seed_base()
     fresh = layout.build / f"calibration-{seed_base}"  # its own stage cache: every stage trained here
-    (fresh / "data").parent.mkdir(parents=True, exist_ok=True)
+    fresh.mkdir(parents=True)
     (layout.build / "data").mkdir(parents=True, exist_ok=True)
     (fresh / "data").symlink_to((layout.build / "data").resolve())  # data are a pure function of their spec
     ids, runs, i = [], args.runs or 3, 0

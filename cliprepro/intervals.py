@@ -60,15 +60,18 @@ class SeedInterval:
 def pooled_spread(seed_sd: float | None, seed_df: float | None,
                   run_samples: list[float]) -> tuple[float | None, float]:
     """The calibrated one-seed spread pooled with this run's own per-seed values."""
-    ss, df = 0.0, 0.0
-    if seed_sd is not None:
-        if seed_df is None or math.isinf(seed_df):
-            return seed_sd, math.inf  # declared as known: nothing to pool with
-        ss, df = seed_df * seed_sd ** 2, float(seed_df)
-    if len(run_samples) >= 2:
-        ss += (len(run_samples) - 1) * variance(run_samples)
-        df += len(run_samples) - 1
-    return (math.sqrt(ss / df), df) if df > 0 else (None, 0.0)
+    extra = (len(run_samples) - 1) * variance(run_samples) if len(run_samples) >= 2 else 0.0
+    return _pool(seed_sd, seed_df, extra, max(len(run_samples) - 1, 0))
+
+
+def _pool(sd: float | None, df: float | None, extra_ss: float, extra_df: float) -> tuple[float | None, float]:
+    """`sd` (df degrees of freedom; None: unknown) pooled with a sum of squares over extra_df more;
+    a spread declared as known (df None or inf) has nothing to pool with."""
+    if sd is not None and (df is None or math.isinf(df)):
+        return sd, math.inf
+    ss, total = (df * sd ** 2, float(df)) if sd is not None and df is not None else (0.0, 0.0)
+    ss, total = ss + extra_ss, total + extra_df
+    return (math.sqrt(ss / total), total) if total > 0 else (None, 0.0)
 
 
 def seed_interval(value: float, n: int, eval_se: float, seed_sd: float | None, seed_df: float | None,
@@ -116,8 +119,9 @@ def pass_probability_seeds(effect: float, null: float, threshold: float, n: int,
     how = f"n={n} seeds, spread upper bound {sd_u:.3g} (estimate {sd:.3g}, df {df:g})"
     if control is None:
         return _one_sided(effect, null, threshold, half, half, spread, upward, how)
-    c_df = df + n - 1  # the verdict pools the calibrated spread with the control's own seeds
-    c_sd = sd if math.isinf(df) else math.sqrt((df * sd ** 2 + (n - 1) * control.sd ** 2) / c_df)
+    # the verdict pools the calibrated spread with the control's own seeds
+    c_sd, c_df = _pool(sd, df, (n - 1) * control.sd ** 2, n - 1)
+    assert c_sd is not None
     c_half = t_quantile(0.5 + CONFIDENCE / 2, c_df) * math.sqrt(c_sd ** 2 / n + control.eval_se ** 2)
     c_spread = math.sqrt(sd_upper(control.sd, max(n - 1, 1)) ** 2 / n + control.eval_se ** 2) if control.sd else \
         control.eval_se

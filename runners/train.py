@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cliprepro import progress
 from cliprepro.provenance import device_info
 from runners import zeroshot
 from runners.training import contrasts
@@ -264,8 +263,7 @@ def evaluate_to(params: Params, stage: Stage, ckpt: Path, data: Path, out: Path)
     return 0
 
 
-def evaluate(params: Params, stage: Stage, ckpt: Path, data: Path, device: torch.device,
-             bar: progress.Unit | None = None) -> dict:
+def evaluate(params: Params, stage: Stage, ckpt: Path, data: Path, device: torch.device) -> dict:
     """Zero-shot scores of one checkpoint (every stage at eval_image_size when set; its own text
     context, since a text tower trained at a short context has no later positions trained)."""
     eval_px = params.eval_image_size or stage.image_size
@@ -276,15 +274,11 @@ def evaluate(params: Params, stage: Stage, ckpt: Path, data: Path, device: torch
         result = zeroshot.classify(model, tokenizer, transform, data / "eval" / f"wds_{attribute}", attribute, device)
         scores[f"acc1_{attribute}"] = 100 * result.metrics["acc1"]
         per_attr.append(result.correct)
-        if bar is not None:
-            bar.update()
     correct = np.concatenate(per_attr)
     scores["acc1_mean"] = 100 * float(correct.mean())
     if params.retrieval:
         r = zeroshot.retrieve(model, tokenizer, transform, data / "eval" / "wds_retrieval", "retrieval", device,
                               recall_k=names.RETRIEVAL_RECALL_K)
         scores.update({k.replace("@", "_at_"): 100 * v for k, v in r.metrics.items()})
-        if bar is not None:
-            bar.update()
     scores["_correct"] = correct
     return scores
