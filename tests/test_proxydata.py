@@ -81,6 +81,17 @@ class TestShards:
         keys = [x["__key__"] for x in wds.WebDataset([str(tmp_path / n) for n in names], shardshuffle=False)]
         assert keys == [f"{i:03d}" for i in range(rows)]
 
+    def test_members_have_no_pax_headers_and_builds_are_byte_identical(self, tmp_path):
+        import tarfile
+
+        first = ensure(SPEC, tmp_path / "a") / "train" / "shard-00000.tar"
+        with tarfile.open(first) as tar:
+            members = tar.getmembers()
+        assert len(members) == 2 * 32  # png + txt per sample
+        assert all(m.pax_headers == {} for m in members)  # one header per member, not two
+        second = ensure(SPEC, tmp_path / "b") / "train" / "shard-00000.tar"
+        assert first.read_bytes() == second.read_bytes()
+
     def test_fingerprint_follows_parameters(self):
         assert SPEC.fingerprint() != DataSpec(seed=3, image_px=48).fingerprint()
 
