@@ -15,7 +15,7 @@ from cliprepro import record as rec
 from cliprepro.layout import Layout
 from cliprepro.record import atomic_write_text
 from cliprepro.claims import CalibratedEffect, ControlCalibration, SeedSpread, eval_se_of, pass_probability
-from cliprepro.intervals import best_kept_fraction
+from cliprepro.intervals import best_kept_fraction, pooled_sd
 from cliprepro.spec import ExpectedFile
 from cliprepro.verdict import Calibrated, attainability_problems, calibrate
 
@@ -159,3 +159,15 @@ def reapply(layout: Layout, name: str) -> tuple[ExpectedFile, list[str]]:
     controls = {e.negative_control: e.control_calibration.record for e in exp.entries
                 if e.kind == "calibrated_effect" and e.control_calibration and e.negative_control}
     return apply(layout, name, ids, controls)
+
+
+def contrast_spread(records: list[rec.Record]) -> tuple[float | None, int, list[str]]:
+    """The one-seed SD of a suite's paired contrasts (metrics `gain_*` measured on one seed), pooled
+    over independent calibration runs: each run draws its own seeds, so a contrast's run-to-run
+    spread is its seed-to-seed spread. (sd, degrees of freedom, the contrasts used). Findings of
+    suites too costly to calibrate themselves borrow it (expected/, seed_spread.source)."""
+    names = sorted({m for r in records for m, v in r.metrics.items()
+                    if m.startswith("gain_") and v.n == 1 and v.value is not None})
+    groups = [[r.metrics[m].value for r in records if m in r.metrics] for m in names]
+    sd, df = pooled_sd(groups)
+    return sd, df, names

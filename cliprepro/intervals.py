@@ -64,6 +64,14 @@ def pooled_spread(seed_sd: float | None, seed_df: float | None,
     return _pool(seed_sd, seed_df, extra, max(len(run_samples) - 1, 0))
 
 
+def pooled_sd(groups: list[list[float]]) -> tuple[float | None, int]:
+    """One SD pooled over groups of repeated measurements of different quantities, each about its
+    own mean: sqrt(sum of squares / sum of (n_i - 1)), and those degrees of freedom."""
+    ss = sum((len(g) - 1) * variance(g) for g in groups if len(g) >= 2)
+    df = sum(len(g) - 1 for g in groups if len(g) >= 2)
+    return (math.sqrt(ss / df) if df else None), df
+
+
 def _pool(sd: float | None, df: float | None, extra_ss: float, extra_df: float) -> tuple[float | None, float]:
     """`sd` (df degrees of freedom; None: unknown) pooled with a sum of squares over extra_df more;
     a spread declared as known (df None or inf) has nothing to pool with."""

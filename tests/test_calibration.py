@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from cliprepro.calibration import expected_from_records, load_calibration, runs_needed
+import math
+import re
+
+from cliprepro.calibration import contrast_spread, expected_from_records, load_calibration, runs_needed
 from cliprepro.layout import Layout
 from tests.conftest import REPO
 
@@ -26,6 +29,33 @@ class TestCommittedCalibration:
         cal = expected_from_records(entry, records)
         assert (cal.value, cal.spread, cal.halfwidth) == (
             entry.value, entry.calibration_spread, entry.planned_halfwidth)
+
+
+def _borrowed_spreads():
+    layout = Layout.find(str(REPO))
+    for name in layout.suite_names():
+        for entry in layout.load(name)[1].entries:
+            spread = getattr(entry, "seed_spread", None)
+            if spread is not None and "contrast_spread" in spread.source:
+                yield name, entry
+
+
+class TestBorrowedSeedSpreads:
+    """A finding's seed spread taken from another suite's calibration runs is what
+    calibration.contrast_spread gives on the records its source cites (it cannot drift)."""
+
+    def test_some_entries_borrow(self):
+        assert len(list(_borrowed_spreads())) >= 10
+
+    @pytest.mark.parametrize("suite,entry", list(_borrowed_spreads()), ids=lambda x: getattr(x, "claim", x))
+    def test_recomputed_from_cited_records(self, suite, entry):
+        records = load_calibration(Layout.find(str(REPO)))
+        ids = re.findall(r"\b[0-9a-f]{16}\b", entry.seed_spread.source)
+        assert len(ids) >= 3 and all(records[i].record_type == "calibration" for i in ids)
+        sd, df, names = contrast_spread([records[i] for i in ids])
+        factor = math.sqrt(2) if "x sqrt(2)" in entry.seed_spread.source else 1.0
+        assert (round(sd * factor, 2), df) == (entry.seed_spread.sd, entry.seed_spread.df)
+        assert f"{len(names)} one-seed paired contrasts" in entry.seed_spread.source
 
 
 @pytest.mark.parametrize("runtime_s,runs", [(10, 5), (59.9, 5), (60, 3), (600, 3)])

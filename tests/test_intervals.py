@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from cliprepro.intervals import (
+    pooled_sd,
     ControlModel,
     PassProbability,
     best_kept_fraction,
@@ -159,3 +160,17 @@ class TestPassProbability:
     def test_whole_run_is_the_product(self):
         assert run_pass_probability([0.9, 0.5, 1.0]) == pytest.approx(0.45)
         assert run_pass_probability([]) == 1.0
+
+
+class TestPooledSd:
+    @pytest.mark.parametrize("groups,sd,df", [
+        ([[1.0, 3.0]], math.sqrt(2.0), 1),
+        ([[1.0, 3.0], [10.0, 10.0, 10.0]], math.sqrt(2.0 / 3), 3),  # each about its own mean
+        ([[0.0, 2.0, 4.0], [5.0, 7.0, 9.0]], 2.0, 4),
+        ([[1.0], [2.0, 4.0]], math.sqrt(2.0), 1),  # a single value adds nothing
+        ([[1.0]], None, 0),
+    ])
+    def test_table(self, groups, sd, df):
+        got_sd, got_df = pooled_sd(groups)
+        assert got_df == df
+        assert got_sd == (pytest.approx(sd) if sd is not None else None)
