@@ -245,3 +245,60 @@ class TestDeclaredMetrics:
         got = set(contrasts.all_metrics(p, {(s, 0): ones for s in "abc"}))
         assert got == {"gain_b_vs_a", "contrast_abc", "gain_a_over_b", "gain_a_over_c", "best_of_best"}
         assert got <= declared_metrics(p)
+
+
+class TestMemoizedEncode:
+    """The trainer's tokenizer remembers encode() per caption; every reduction's output is unchanged."""
+
+    @staticmethod
+    def captions() -> list[str]:
+        from runners.training.proxydata import DataSpec, sample
+
+        spec = DataSpec(seed=0, train_samples=64)
+        return [sample(spec, "train", i).caption for i in range(40)] * 3  # each caption three times
+
+    @pytest.mark.parametrize("mask", ["", "random", "simple"])
+    def test_same_tokens_and_one_encode_per_distinct_caption(self, mask):
+        import random
+
+        import open_clip
+        import torch
+
+        from runners.upstream.openclip_main import memoize_encode
+
+        kwargs = {"reduction_mask": mask} if mask else {}
+        plain = open_clip.get_tokenizer("ViT-B-32", **kwargs)
+        counted = open_clip.get_tokenizer("ViT-B-32", **kwargs)
+        calls, own = [], counted.encode
+        counted.encode = lambda text: calls.append(text) or own(text)  # what reaches the real encode
+        memo = memoize_encode(counted)
+        texts = self.captions()
+        for text in texts:
+            torch.manual_seed(len(text))  # random (torch) and block (python) masks draw: the same for both
+            random.seed(len(text))
+            want = plain(text, context_length=8)
+            torch.manual_seed(len(text))
+            random.seed(len(text))
+            assert torch.equal(memo(text, context_length=8), want), (mask, text)
+        assert len(calls) == len(set(texts)) < len(texts)
+
+    def test_other_tokenizers_pass_through_and_wrapping_twice_is_once(self):
+        import open_clip
+
+        from runners.upstream.openclip_main import memoize_encode
+
+        sentinel = object()
+        assert memoize_encode(sentinel) is sentinel
+        tok = memoize_encode(open_clip.get_tokenizer("ViT-B-32"))
+        first = tok.encode
+        assert memoize_encode(tok).encode is first
+
+    def test_the_trainer_gets_the_memoized_tokenizer(self, monkeypatch):
+        from open_clip_train import main as oc_main
+
+        from runners.upstream import openclip_main
+
+        for name in ("create_model_and_transforms", "get_tokenizer", "get_data"):
+            monkeypatch.setattr(oc_main, name, getattr(oc_main, name))
+        openclip_main.configure({"text-mask": "random"}, 0.0)
+        assert getattr(oc_main.get_tokenizer("ViT-B-32").encode, "__cliprepro_memo__", False)
