@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from tabulate import tabulate
 
-from cliprepro.report import _expected_cell
+from cliprepro.board import expected_cell
 from cliprepro.spec import ExpectedFile, Suite
 
 HEADER = """# Claims reference
@@ -30,7 +30,7 @@ def render(suites: dict[str, Suite], expected: dict[str, ExpectedFile]) -> str:
         for e in exp.entries:
             counts[e.source_kind] += 1
             note = f" {e.note}" if e.note else ""
-            rows.append([f"`{e.claim}`", e.scale, e.role, e.kind, _expected_cell(e),
+            rows.append([f"`{e.claim}`", e.scale, e.role, e.kind, expected_cell(e),
                          f"{e.source} ({e.source_kind}).{note}"])
         parts += [f"## {name}: {suite.title}", "", f"**Claim.** {suite.claim}", "",
                   f"**Source.** {suite.source}", "", f"**Scales.** {', '.join(sorted(suite.scales))} "

@@ -1,4 +1,5 @@
-"""`cliprepro`: list, validate, run, calibrate, report.
+"""`cliprepro`: list, validate, run, calibrate, docs; report, check, export, rerun, compare
+(cliprepro.publish).
 
 Exit status: 2 for bad input (a message naming file, field and what is allowed; no traceback);
 1 when a claim is `error` or a gate is not `reproduced`; otherwise 0.
@@ -15,6 +16,7 @@ from tabulate import tabulate
 from cliprepro import progress
 from cliprepro.errors import InputError
 from cliprepro.layout import Layout
+from cliprepro.publish import cmd_check, cmd_compare, cmd_export, cmd_report, cmd_rerun, render_into
 from cliprepro.record import Record
 from cliprepro.verdict import exit_status
 
@@ -80,25 +82,6 @@ def cmd_run(args, layout: Layout) -> int:
     if skipped:  # a skipped gate is not a pass (exit status 1): say which, at the very end
         print(f"\n{len(skipped)} gates skipped: {', '.join(skipped)} (each record says what to provide)")
     return status
-
-
-def render_into(layout: Layout, build_root: Path | None) -> Path:
-    """Reports from committed results/ only, or (proxy / CI runs) from build/ plus results/."""
-    from cliprepro.report import load_records, render, write_reports
-
-    suites = {n: layout.load(n)[0] for n in layout.suite_names()}
-    expected = {n: layout.load(n)[1] for n in layout.suite_names()}
-    folders = [layout.results] + ([build_root / "results"] if build_root else [])
-    records, invalid = load_records(folders)
-    out = (build_root / "reports") if build_root else layout.reports
-    write_reports(render(suites, expected, records, invalid), out)
-    return out
-
-
-def cmd_report(args, layout: Layout) -> int:
-    out = render_into(layout, Path(args.build) if args.build else None)
-    print(f"report: {out / 'README.md'}")
-    return 0
 
 
 def cmd_calibrate(args, layout: Layout) -> int:
@@ -262,6 +245,17 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--runs", type=int, help="number of runs (at least 5 if a run is under 1 min, else 3)")
     c.add_argument("--reapply", action="store_true",
                    help="run nothing: recompute the gates' fields from the records they cite (after a rule change)")
+    ch = sub.add_parser("check", parents=[root], help="check records before submitting them (what report rejects)")
+    ch.add_argument("records", nargs="+", help="record JSON files")
+    ex = sub.add_parser("export", parents=[root], help="clip_benchmark result JSON of every zero-shot evaluation")
+    ex.add_argument("out", help="folder to write the JSON files into")
+    ex.add_argument("--build", help="also read BUILD/results (proxy / CI records)")
+    rr = sub.add_parser("rerun", parents=[root], help="re-run a record's suite with its stored configuration")
+    rr.add_argument("record")
+    rr.add_argument("--dry-run", action="store_true", help="say what differs and print the plan, run nothing")
+    cp = sub.add_parser("compare", parents=[root], help="two records of one suite side by side, with paired tests")
+    cp.add_argument("a")
+    cp.add_argument("b")
     sub.add_parser("docs", parents=[root], help="rewrite docs/claims.md from suites/ and expected/")
     rep = sub.add_parser("report", parents=[root], help="render reports/ from the committed records in results/")
     rep.add_argument("--build", help="also read BUILD/results and write to BUILD/reports")
@@ -269,7 +263,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {"list": cmd_list, "validate": cmd_validate, "run": cmd_run, "calibrate": cmd_calibrate,
-            "report": cmd_report, "docs": cmd_docs}
+            "report": cmd_report, "docs": cmd_docs, "check": cmd_check, "export": cmd_export,
+            "rerun": cmd_rerun, "compare": cmd_compare}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,10 +9,10 @@ whose run did not complete (crash, runtime overrun) never contributes; it is lis
 """
 from __future__ import annotations
 
-import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from cliprepro.pooling import pool_metrics
 from cliprepro.record import SCHEMA_VERSION, ClaimResult, Record
 from cliprepro.spec import ExpectedEntry, ExpectedFile
 from cliprepro.verdict import judge, judged_interval
@@ -82,7 +82,8 @@ def rejudge(record: Record) -> tuple[str | None, list[ClaimResult]]:
 
 
 def build_ledger(records: list[tuple[str, Record]], invalid: list[tuple[str, str]],
-                 expected: dict[str, ExpectedFile]) -> Ledger:
+                 expected: dict[str, ExpectedFile], check=None) -> Ledger:
+    """`check(record)`: why a run or control record cannot count (cliprepro.check), if given."""
     ledger = Ledger(rejected=[Rejected(suite_of_file(name), name, why) for name, why in invalid])
     current: dict[tuple[str, str, str], ExpectedEntry] = {
         (suite, *e.key()): e for suite, f in expected.items() for e in f.entries}
@@ -98,6 +99,10 @@ def build_ledger(records: list[tuple[str, Record]], invalid: list[tuple[str, str
             continue
         if record.record_type == "calibration":
             continue  # shown by the metrics expected/ cites, never as verdicts
+        problems = check(record) if check is not None else []
+        if problems:
+            ledger.rejected.append(Rejected(record.suite, rid, "; ".join(problems)))
+            continue
         if record.status != "completed":
             first = record.message.splitlines()[0] if record.message else "no reason recorded"
             ledger.incomplete.append(Rejected(record.suite, rid, f"{record.status}: {first}"))
@@ -114,34 +119,48 @@ def build_ledger(records: list[tuple[str, Record]], invalid: list[tuple[str, str
 
 @dataclass(frozen=True)
 class Pool:
+    """One claim at one scale on one device class: its records' measurements pooled and judged."""
     suite: str
     claim: str
     scale: str
     device_class: str
     role: str
-    count: int
-    verdicts: dict[str, int]
-    median: float | None
-    lo: float | None
+    records: int  # distinct records (a resubmitted record has the same id: counted once)
+    value: float | None
+    lo: float | None  # the interval the verdict used
     hi: float | None
-    latest: str
+    n: int  # seeds or rounds in the pool
+    verdict: str
+    reason: str
+    latest: str  # id of the newest record
 
 
-def pool(rows: list[Row]) -> list[Pool]:
-    """One pool per (suite, claim, scale, device class) over all current, accepted records."""
-    groups: dict[tuple[str, str, str, str], list[Row]] = defaultdict(list)
+def pool(rows: list[Row], expected: dict[str, ExpectedFile]) -> list[Pool]:
+    """One pool per (suite, claim, scale, device class) over the current rows: the measurements
+    pooled (cliprepro.pooling), then judged by today's entry, never a vote of stored verdicts."""
+    current = {(suite, *e.key()): e for suite, f in expected.items() for e in f.entries}
+    groups: dict[tuple[str, str, str, str], dict[str, Row]] = defaultdict(dict)
     for row in rows:
         if not row.stale:
-            groups[(row.record.suite, row.result.claim, row.result.scale, row.device_class)].append(row)
+            groups[(row.record.suite, row.result.claim, row.result.scale, row.device_class)][row.rid] = row
     pools = []
     for (suite, claim, scale, device), members in sorted(groups.items()):
-        verdicts: dict[str, int] = defaultdict(int)
-        for m in members:
-            verdicts[m.result.verdict] += 1
-        values = [m.result.value for m in members if m.result.value is not None]
-        pools.append(Pool(suite, claim, scale, device, members[-1].result.role, len(members),
-                          dict(sorted(verdicts.items())),
-                          statistics.median(values) if values else None,
-                          min(values) if values else None, max(values) if values else None,
-                          members[-1].result.verdict))
+        entry = current[(suite, claim, scale)]
+        newest = max(members.values(), key=lambda r: (_started(r.record), r.rid))
+        metrics = {rid: r.record.metrics[entry.metric] for rid, r in members.items()
+                   if r.result.verdict not in ("skipped", "error") and entry.metric in r.record.metrics}
+        pooled = pool_metrics(metrics)
+        value = lo = hi = None
+        n = 0
+        if pooled.metric is not None:
+            m = pooled.metric.measured()
+            verdict, reason = judge(entry, m)
+            value, n = m.value, m.n
+            lo, hi = judged_interval(entry, m)
+        elif not metrics:  # nothing measured: the newest record says why (skipped, error)
+            verdict, reason = newest.result.verdict, newest.result.reason
+        else:
+            verdict, reason = "inconclusive", pooled.why
+        pools.append(Pool(suite, claim, scale, device, entry.role, len(members), value, lo, hi, n,
+                          verdict, reason, newest.rid))
     return pools

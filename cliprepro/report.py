@@ -11,14 +11,13 @@ from tabulate import tabulate
 
 from cliprepro import record as rec
 from cliprepro.errors import InputError
-from cliprepro.ledger import Ledger, Row, build_ledger, pool
+from cliprepro.board import board_rows, to_csv, to_json, to_markdown
+from cliprepro.board import expected_cell
+from cliprepro.board import fmt as _num
+from cliprepro.ledger import Ledger, Row, build_ledger
 from cliprepro.plots import accuracy_plot, throughput_plot
 from cliprepro.record import atomic_write_text
-from cliprepro.spec import ExpectedEntry, ExpectedFile, Suite
-
-
-def _num(x: float | None) -> str:
-    return "—" if x is None else f"{x:.5g}"
+from cliprepro.spec import ExpectedFile, Suite
 
 
 def _measured(r: rec.ClaimResult) -> str:
@@ -29,29 +28,8 @@ def _measured(r: rec.ClaimResult) -> str:
     return f"{_num(r.value)} [{_num(r.lo)}, {_num(r.hi)}] (n={r.n})"
 
 
-def _expected_cell(e: ExpectedEntry) -> str:
-    spread = getattr(e, "seed_spread", None)
-    seeds = (f"; over seeds, widened by seed spread {spread.sd:g}"
-             f"{f' (df {spread.df})' if spread.df else ' (declared)'}") if spread else ""
-    if e.kind == "calibrated_effect":
-        if e.value is None:
-            return "not calibrated yet"
-        return (f"calibrated {e.value:g} {e.unit}, keep ≥ {e.kept_fraction:g} of effect over "
-                f"{e.null_value:g}{seeds}")
-    if e.kind in ("at_least", "at_most"):
-        return f"{e.kind.replace('_', ' ')} {e.value:g} {e.unit} (δ {e.rel_delta:g})"
-    if e.kind == "direction":
-        return f"the paper's direction: interval above {e.margin:g} {e.unit}{seeds}"
-    if e.kind == "released_weights":
-        return (f"{e.value:g} {e.unit} ± {e.published_rounding:g} rounding + {e.pipeline_allowance:g} "
-                "pipeline allowance")
-    if e.kind == "two_sided":
-        return f"{e.value:g} {e.unit} ± {e.band_halfwidth:g}{seeds}"
-    return f"{e.value:g} {e.unit} ± {e.abs_tolerance:g}"
-
-
 def _claims_table(expected: ExpectedFile) -> str:
-    rows = [[e.claim, e.scale, e.role, e.metric, _expected_cell(e), f"{e.source} ({e.source_kind})"]
+    rows = [[e.claim, e.scale, e.role, e.metric, expected_cell(e), f"{e.source} ({e.source_kind})"]
             for e in expected.entries]
     return tabulate(rows, ["claim", "scale", "role", "metric", "expected", "source"], tablefmt="github")
 
@@ -202,19 +180,18 @@ def suite_page(suite: Suite, expected: ExpectedFile, ledger: Ledger, plots: list
     return "\n".join(parts)
 
 
-def leaderboard(suites: dict[str, Suite], ledger: Ledger) -> str:
-    body = []
-    for p in pool(ledger.rows):
-        verdicts = ", ".join(f"{n}× {v}" for v, n in p.verdicts.items())
-        spread = f"{_num(p.median)} ({_num(p.lo)}–{_num(p.hi)})" if p.count > 1 else _num(p.median)
-        body.append([f"[{p.suite}]({p.suite}.md)", p.claim, p.scale, p.device_class, p.role, p.count,
-                     spread, verdicts, p.latest])
+def leaderboard(suites: dict[str, Suite], expected: dict[str, ExpectedFile], ledger: Ledger) -> str:
+    rows = board_rows(suites, expected, ledger)
+    measured = sum(1 for r in rows if r.device_class)
     stale = sum(1 for r in ledger.rows if r.stale)
     parts = ["# cliprepro leaderboard", "",
-             "One row per claim, scale and device class, pooling every valid, current record. "
-             "Proxy rows check a mechanism at toy size on calibrated values, not the paper's number.", "",
-             tabulate(body, ["suite", "claim", "scale", "device", "role", "records", "measured median (range)",
-                             "verdicts", "latest"], tablefmt="github") if body else "No valid records yet.", ""]
+             f"Every claim of expected/ ({len({(r.suite, r.claim, r.scale) for r in rows})} claim-scale "
+             f"pairs), one row per device class that measured it ({measured} rows measured). A row judges "
+             "the pool of its records' measurements (per-seed or per-round samples together), not a "
+             "vote of their verdicts. Proxy rows check a mechanism at toy size on calibrated values, "
+             "never the paper's number; a claim not measured yet says what it needs. Also as "
+             "[leaderboard.csv](leaderboard.csv) and [leaderboard.json](leaderboard.json).", "",
+             to_markdown(rows), ""]
     if stale:
         parts += [f"{stale} result(s) were judged against an older expected entry (stale) and are "
                   "shown on their suite pages only.", ""]
@@ -239,7 +216,10 @@ PLOTS = {  # runner -> (file suffix, alt text, plot of a suite's run records)
 def render(suites: dict[str, Suite], expected: dict[str, ExpectedFile],
            records: list[tuple[str, rec.Record]], invalid: list[tuple[str, str]]) -> dict[str, bytes]:
     """File name -> content for the whole report folder."""
-    ledger = build_ledger(records, invalid, expected)
+    from cliprepro.check import record_problems
+
+    ledger = build_ledger(records, invalid, expected,
+                          check=lambda r: record_problems(r, suites, expected, stale_ok=True))
     files: dict[str, bytes] = {}
     for name, suite in sorted(suites.items()):
         mine = sorted(((rid, r) for rid, r in records if r.suite == name and r.record_type == "run"),
@@ -251,7 +231,10 @@ def render(suites: dict[str, Suite], expected: dict[str, ExpectedFile],
                 files[f"{name}_{kind}.png"] = png
                 plots.append((alt, f"{name}_{kind}.png"))
         files[f"{name}.md"] = suite_page(suite, expected[name], ledger, plots, dict(records)).encode()
-    files["README.md"] = leaderboard(suites, ledger).encode()
+    files["README.md"] = leaderboard(suites, expected, ledger).encode()
+    rows = board_rows(suites, expected, ledger)
+    files["leaderboard.csv"] = to_csv(rows).encode()
+    files["leaderboard.json"] = to_json(rows).encode()
     return files
 
 
@@ -270,7 +253,7 @@ def write_reports(files: dict[str, bytes], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for name, content in files.items():
         path = out / name
-        if name.endswith(".md"):
+        if name.endswith((".md", ".csv", ".json")):
             atomic_write_text(path, content.decode())
         else:
             tmp = path.with_suffix(path.suffix + ".tmp")

@@ -81,12 +81,13 @@ def calibration_seeds(seed_base: int, index: int, n: int) -> list[int]:
 
 
 def runner_params(layout: Layout, suite: Suite, scale: str, control: str | None,
-                  calibration: tuple[int, int] | None = None):
-    """The runner and its validated params; `calibration` = (seed_base, run index) replaces the seeds."""
+                  calibration: tuple[int, int] | None = None, stored: dict | None = None):
+    """The runner and its validated params; `calibration` = (seed_base, run index) replaces the
+    seeds; `stored` (a record's config params, for a rerun) replaces the suite's."""
     from runners import get, params_schema
 
     runner = get(suite.runner)
-    data = suite.params_for(scale, control)
+    data = dict(stored) if stored is not None else suite.params_for(scale, control)
     if calibration is not None and "seeds" in data:
         data["seeds"] = calibration_seeds(*calibration, len(data["seeds"]))
     schema = params_schema(suite.runner, scale)
@@ -142,7 +143,7 @@ def judge_all(entries: list[ExpectedEntry], metrics: dict[str, rec.Metric],
 def execute(layout: Layout, name: str, *, scale: str = "auto", dry_run: bool = False,
             claims: list[str] | None = None, out: Path | None = None, control: str | None = None,
             record_type: str = "run", calibration: tuple[int, int] | None = None,
-            build: Path | None = None) -> Outcome:
+            build: Path | None = None, stored_params: dict | None = None) -> Outcome:
     """One suite at one scale: measure, judge, write the record. `calibration` = (seed_base, run
     index) for a calibration run; `build` replaces build/ as the runner's cache (a fresh one for
     calibration, cliprepro.calibration)."""
@@ -154,7 +155,7 @@ def execute(layout: Layout, name: str, *, scale: str = "auto", dry_run: bool = F
                          f"no control {control!r}; defined: {', '.join(sorted(suite.negative_controls)) or '(none)'}")
     entries = select_entries(suite, expected.entries, scale, claims or [], control,
                              layout.expected / f"{name}.yaml")
-    runner, params = runner_params(layout, suite, scale, control, calibration)
+    runner, params = runner_params(layout, suite, scale, control, calibration, stored_params)
     config = {"params": params.model_dump(mode="json"), "runtime_s": plan.runtime_s,
               "hardware": plan.hardware, "requires": list(plan.requires)}
     kind = "negative_control" if control and record_type != "calibration" else record_type

@@ -37,11 +37,14 @@ def gate_entry(**kw) -> ExpectedEntry:
 
 def make_record(entry: ExpectedEntry, value: float, lo: float, hi: float, verdict: str, *,
                 suite: str = "flip_speedup", started: str = "2026-01-01T00:00:00+00:00",
-                record_type: str = "run", device: str = "cpu: test") -> Record:
+                record_type: str = "run", device: str = "cpu: test", samples: list[float] | None = None) -> Record:
     return Record(
         schema_version=SCHEMA_VERSION, record_type=record_type, suite=suite, suite_version=1, scale=entry.scale,
         status="completed", expected=[entry],
         results=[ClaimResult(claim=entry.claim, scale=entry.scale, role=entry.role, metric=entry.metric,
                              verdict=verdict, reason="test", value=value, lo=lo, hi=hi, n=9)],
-        metrics={entry.metric: Metric(value=value, lo=lo, hi=hi, n=9, unit="x", over="rounds")},
-        config={}, provenance={"started_utc": started, "device": {"device_class": device}})
+        metrics={entry.metric: Metric(value=value, lo=lo, hi=hi, n=len(samples) if samples else 9, unit="x",
+                                      over="rounds", samples=samples or [])},
+        config={}, provenance={"started_utc": started, "device": {"device_class": device},
+                               "git": {"commit": "0" * 40, "dirty": False},
+                               "packages": {"installed_sha256": "0" * 64, "versions": {"torch": "2.14.1"}}})

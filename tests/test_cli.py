@@ -196,7 +196,7 @@ class TestPaperScaleTraining:
         (root_copy / "secret" / "x.pt").write_bytes(b"not read: ImageNet is not configured")
         (root_copy / "cliprepro.yaml").write_text(f"weights:\n  clipa_l16_i17_t16_pretrain: {root_copy}/secret/x.pt\n")
         assert main(["--root", str(root_copy), "run", "clipa_l16", "--scale", "paper"]) == 0
-        assert not list((root_copy / "results").glob("clipa_l16__*"))
+        assert not list((root_copy / "results").glob("clipa_l16__paper__*"))
         [path] = (root_copy / "build" / "results").glob("clipa_l16__paper__run__*.json")
         text = path.read_text()
         assert str(root_copy) not in text and "weights.clipa_l16_i17_t16_pretrain" in text

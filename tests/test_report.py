@@ -23,13 +23,32 @@ def _expected(entry) -> dict[str, ExpectedFile]:
 class TestLedger:
     def test_agreeing_record_is_accepted_and_pooled(self):
         e = gate_entry()
-        r1 = make_record(e, 1.8, 1.7, 1.9, "reproduced", started="2026-01-01T00:00:00+00:00")
-        r2 = make_record(e, 1.2, 1.1, 1.3, "not_reproduced", started="2026-01-02T00:00:00+00:00")
+        r1 = make_record(e, 1.8, 1.7, 1.9, "reproduced", started="2026-01-01T00:00:00+00:00",
+                         samples=[1.7, 1.75, 1.8, 1.85, 1.9, 1.8])
+        r2 = make_record(e, 1.2, 1.1, 1.3, "not_reproduced", started="2026-01-02T00:00:00+00:00",
+                         samples=[1.1, 1.15, 1.2, 1.25, 1.3, 1.2])
         ledger = build_ledger([("a1", r1), ("a2", r2)], [], _expected(e))
         assert not ledger.rejected
-        [p] = pool(ledger.rows)
-        assert (p.count, p.verdicts, p.latest) == (2, {"not_reproduced": 1, "reproduced": 1}, "not_reproduced")
-        assert (p.lo, p.hi) == (1.2, 1.8)
+        [p] = pool(ledger.rows, _expected(e))
+        assert (p.records, p.n, p.latest) == (2, 12, "a2")
+        assert p.value == 1.5  # the median of all 12 rounds, judged anew: not a vote of 1 pass, 1 fail
+        # one record passed, one failed; the pooled interval straddles the threshold 1.5: neither
+        assert p.verdict == "inconclusive" and p.lo < 1.5 < p.hi
+
+    def test_a_resubmitted_record_does_not_change_the_pool(self):
+        e = gate_entry()
+        r = make_record(e, 1.8, 1.7, 1.9, "reproduced", samples=[1.7, 1.75, 1.8, 1.85, 1.9, 1.8])
+        once = pool(build_ledger([("a1", r)], [], _expected(e)).rows, _expected(e))
+        twice = pool(build_ledger([("a1", r), ("a1", r)], [], _expected(e)).rows, _expected(e))
+        assert once == twice and once[0].records == 1
+
+    def test_device_classes_pool_apart(self):
+        e = gate_entry()
+        r1 = make_record(e, 1.8, 1.7, 1.9, "reproduced", device="cuda: NVIDIA H100 80GB HBM3")
+        r2 = make_record(e, 1.8, 1.7, 1.9, "reproduced", device="cuda: NVIDIA H200")
+        pools = pool(build_ledger([("a1", r1), ("a2", r2)], [], _expected(e)).rows, _expected(e))
+        assert [(p.device_class, p.records) for p in pools] == [
+            ("cuda: NVIDIA H100 80GB HBM3", 1), ("cuda: NVIDIA H200", 1)]
 
     def test_wrong_stored_verdict_is_rejected(self):
         e = gate_entry()
@@ -42,7 +61,7 @@ class TestLedger:
         r = make_record(old, 1.8, 1.7, 1.9, "reproduced")
         ledger = build_ledger([("s", r)], [], _expected(new))
         assert [row.stale for row in ledger.rows] == [True]
-        assert pool(ledger.rows) == []
+        assert pool(ledger.rows, _expected(new)) == []
 
     def test_calibration_record_reused_as_check_is_rejected(self):
         e = gate_entry(calibration=["c1", "c2", "c3"])
@@ -67,7 +86,7 @@ class TestLedger:
         r = make_record(e, 1.8, 1.7, 1.9, "reproduced").model_copy(
             update={"status": "error", "message": "ran 900 s, over 1.5x the declared runtime_s"})
         ledger = build_ledger([("late", r)], [], _expected(e))
-        assert ledger.rows == [] and pool(ledger.rows) == []
+        assert ledger.rows == [] and pool(ledger.rows, _expected(e)) == []
         assert [(x.record, x.reason) for x in ledger.incomplete] == [
             ("late", "error: ran 900 s, over 1.5x the declared runtime_s")]
 
@@ -113,6 +132,17 @@ class TestRender:
         assert a == b
         page = (root_copy / "reports" / "flip_speedup.md").read_text()
         assert "flip_speedup_throughput.png" in page and "1.9 [1.8, 2] (n=9)" in page
+
+    def test_a_record_check_rejects_is_listed_with_its_reason_and_not_pooled(self, root_copy: Path):
+        r = _throughput_record("2026-01-01T00:00:00+00:00")
+        r = r.model_copy(update={"provenance": {**r.provenance, "git": {"commit": "0" * 40, "dirty": True}}})
+        rid, _ = rec.write(r, root_copy / "results")
+        _digest_reports(root_copy, {})
+        board = (root_copy / "reports" / "README.md").read_text()
+        rejected = board.split("## Rejected records")[1]
+        assert rid in rejected and "provenance.git.dirty is not false" in rejected
+        row = next(line for line in board.splitlines() if "flip_proxy_mask50_speedup" in line and "| proxy" in line)
+        assert rid not in row
 
     def test_tampered_record_is_rejected_in_the_leaderboard(self, root_copy: Path):
         _rid, path = rec.write(_throughput_record("2026-01-01T00:00:00+00:00"), root_copy / "results")
@@ -164,3 +194,51 @@ class TestAccuracyPlot:
         assert accuracy_plot([("a", plain)]) != accuracy_plot([("a", guessed)])
         assert "a uniform guess scores 25.625 on acc1_mean" in _points([Row("a", guessed, guessed.results[0], False)])
         assert "uniform guess" not in _points([Row("a", plain, plain.results[0], False)])
+
+
+class TestBoard:
+    """The leaderboard has a row for every claim of expected/, measured or not."""
+
+    def _board(self, records):
+        from cliprepro.board import board_rows
+        from cliprepro.layout import Layout
+
+        layout = Layout.find(str(REPO))
+        suites = {n: layout.load(n)[0] for n in layout.suite_names()}
+        expected = {n: layout.load(n)[1] for n in layout.suite_names()}
+        return board_rows(suites, expected, build_ledger(records, [], expected)), expected
+
+    def test_every_claim_has_a_row_and_unmeasured_ones_say_what_they_need(self):
+        rows, expected = self._board([])
+        assert {(r.suite, r.claim, r.scale) for r in rows} == {
+            (name, *e.key()) for name, f in expected.items() for e in f.entries}
+        assert all(r.verdict == "not measured" and r.needs for r in rows)
+        gpu = [r for r in rows if r.scale == "gpu"]
+        assert gpu and all("CUDA" in r.needs for r in gpu)
+        weights = [r for r in rows if r.suite == "clipa_l16" and r.scale == "paper"]
+        assert weights and all("weights.clipa_l16_i17_t16" in r.needs and "imagenet_val" in r.needs for r in weights)
+
+    def test_a_measured_claim_shows_its_pool(self):
+        layout_rows, expected = self._board([])
+        entry = next(e for e in expected["flip_flops"].entries if e.kind == "exact")
+        r = make_record(entry, entry.value, entry.value, entry.value, "reproduced", suite="flip_flops")
+        r = r.model_copy(update={"metrics": {entry.metric: rec.Metric(value=entry.value, lo=entry.value,
+                                                                       hi=entry.value, n=1, over="exact")}})
+        rows, _ = self._board([("x1", r)])
+        [row] = [x for x in rows if (x.suite, x.claim, x.scale) == ("flip_flops", *entry.key())]
+        assert (row.verdict, row.records, row.measured, row.latest, row.needs) == (
+            "reproduced", 1, entry.value, "x1", "")
+
+    def test_csv_and_json_carry_the_same_rows(self):
+        import csv
+        import io
+
+        from cliprepro.board import COLUMNS, to_csv, to_json
+
+        rows, _ = self._board([])
+        parsed = list(csv.DictReader(io.StringIO(to_csv(rows))))
+        assert len(parsed) == len(rows) and tuple(parsed[0]) == COLUMNS
+        data = json.loads(to_json(rows))
+        assert data["columns"] == list(COLUMNS) and len(data["rows"]) == len(rows)
+        assert [(x["suite"], x["claim"], x["scale"]) for x in parsed] == [
+            (x["suite"], x["claim"], x["scale"]) for x in data["rows"]]

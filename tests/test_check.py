@@ -1,0 +1,99 @@
+"""cliprepro check: one defect per row, each naming what is wrong; the committed release-run record
+it starts from passes."""
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+
+import pytest
+
+from cliprepro import record as rec
+from cliprepro.check import record_problems
+from cliprepro.layout import Layout
+from tests.conftest import REPO
+
+LAYOUT = Layout.find(str(REPO))
+SUITES = {n: LAYOUT.load(n)[0] for n in LAYOUT.suite_names()}
+EXPECTED = {n: LAYOUT.load(n)[1] for n in LAYOUT.suite_names()}
+
+
+def _release_record(suite: str) -> dict:
+    paths = sorted(LAYOUT.results.glob(f"{suite}__proxy__run__*.json"))
+    assert paths, f"no committed proxy run record of {suite} (a release run's records live in results/)"
+    return json.loads(paths[-1].read_text())
+
+
+def _problems(data: dict, **kw) -> list[str]:
+    return record_problems(rec.Record.model_validate(rec.migrate(data)), SUITES, EXPECTED, **kw)
+
+
+def _set(data: dict, path: str, value) -> dict:
+    out = copy.deepcopy(data)
+    *head, last = path.split(".")
+    node = out
+    for key in head:
+        node = node[int(key)] if key.isdigit() else node[key]
+    if value is DELETE:
+        del node[last]
+    else:
+        node[int(last) if last.isdigit() else last] = value
+    return out
+
+
+DELETE = object()
+DEFECTS = [  # (field path, new value, words the problem must contain)
+    ("suite", "no_such_suite", "not in suites/"),
+    ("suite_version", 99, "suite_version 99"),
+    ("status", "error", "status error"),
+    ("provenance.git.dirty", True, "dirty"),
+    ("provenance.git.commit", None, "commit is unknown"),
+    ("provenance.packages", {}, "full freeze"),
+    ("provenance.device.device_class", DELETE, "device_class is missing"),
+    ("provenance.started_utc", DELETE, "started_utc"),
+    ("inputs.training_path", "0000000000000000", "training path"),
+    ("inputs.data", "proxy procedural data 000000000000", "proxy data"),
+    ("points.0.predictions", DELETE, "predictions missing"),
+    ("points.0.predictions.sha256", "0000000000000000", "do not match their sha256"),
+    ("points.0.acc1_mean", 99.5, "its predictions give"),
+    ("expected.0.source", "edited since", "older expected entry (stale)"),
+]
+
+
+class TestRecordProblems:
+    def test_the_release_record_can_count(self):
+        assert _problems(_release_record("clipa_l16")) == []
+
+    @pytest.mark.parametrize("path,value,words", DEFECTS, ids=[d[0] for d in DEFECTS])
+    def test_one_defect_one_problem(self, path, value, words):
+        problems = _problems(_set(_release_record("clipa_l16"), path, value))
+        assert any(words in p for p in problems), problems
+
+    def test_a_stage_mean_that_its_predictions_do_not_give(self):
+        data = _release_record("clipa_l16")
+        m = data["metrics"]["acc1_pretrain_mean"]
+        data = _set(data, "metrics.acc1_pretrain_mean.value", m["value"] + 1.0)
+        assert any("metrics.acc1_pretrain_mean" in p for p in _problems(data))
+
+    def test_stale_is_no_problem_for_the_report(self):
+        data = _set(_release_record("clipa_l16"), "expected.0.source", "edited since")
+        assert _problems(data, stale_ok=True) == []
+
+
+class TestCheckCommand:
+    def _run(self, *paths):
+        return subprocess.run([sys.executable, "-m", "cliprepro", "--root", str(REPO), "check", *map(str, paths)],
+                              capture_output=True, text=True, cwd=REPO)
+
+    def test_exit_status_ok_rejected_unreadable(self, tmp_path):
+        good = sorted(LAYOUT.results.glob("clipa_l16__proxy__run__*.json"))[-1]
+        assert self._run(good).returncode == 0
+        _rid, bad = rec.write(rec.Record.model_validate(_set(_release_record("clipa_l16"), "provenance.git.dirty", True)),
+                              tmp_path)
+        out = self._run(bad)
+        assert out.returncode == 1 and "REJECTED" in out.stdout and "dirty" in out.stdout
+        edited = tmp_path / good.name
+        edited.write_text(good.read_text().replace('"status": "completed"', '"status": "error"', 1))
+        out = self._run(edited)
+        assert out.returncode == 2 and "does not match the file name" in out.stderr and "Traceback" not in out.stderr
