@@ -14,7 +14,7 @@ from tabulate import tabulate
 from cliprepro.ledger import Ledger, Pool, pool
 from cliprepro.spec import ExpectedEntry, ExpectedFile, Suite
 
-COLUMNS = ("suite", "claim", "scale", "role", "criterion", "expected", "unit", "source_kind", "source", "device_class",
+COLUMNS = ("suite", "claim", "scale", "role", "criterion", "expected", "threshold", "unit", "source_kind", "source", "device_class",
            "records", "measured", "lo", "hi", "n", "verdict", "reason", "latest", "needs")
 
 
@@ -26,6 +26,7 @@ class BoardRow:
     role: str
     criterion: str  # what the claim asks of its measurement, in words
     expected: float | None  # the paper's number, or the calibrated / counted value a proxy claim uses
+    threshold: float | None  # the bound a one-sided claim's interval must clear
     unit: str
     source_kind: str
     source: str
@@ -83,7 +84,8 @@ def needs(suite: Suite, scale: str) -> str:
 
 def _row(suite: Suite, entry, p: Pool | None) -> BoardRow:
     base = dict(suite=suite.suite, claim=entry.claim, scale=entry.scale, role=entry.role,
-                criterion=expected_cell(entry), expected=entry.expected_value(), unit=entry.unit, source_kind=entry.source_kind,
+                criterion=expected_cell(entry), expected=entry.expected_value(), threshold=entry.threshold(),
+                unit=entry.unit, source_kind=entry.source_kind,
                 source=" ".join(entry.source.split()))
     if p is None:
         return BoardRow(**base, needs=needs(suite, entry.scale))

@@ -102,3 +102,45 @@ def accuracy_plot(records: list[tuple[str, Record]]) -> bytes | None:
     ax.legend(fontsize=7)
     fig.tight_layout()
     return _png(fig)
+
+
+def claims_plot(rows: list) -> bytes | None:
+    """Claimed vs measured, one panel per claim and scale that has a measurement: each device
+    class's pooled value with the interval its verdict used, the claim's value (dashed) and, for
+    one-sided claims, the threshold it must clear (dotted). Rows: cliprepro.board.BoardRow."""
+    panels: dict[tuple[str, str], list] = defaultdict(list)
+    for r in rows:
+        if r.device_class and r.measured is not None:
+            panels[(r.claim, r.scale)].append(r)
+    if not panels:
+        return None
+    cols = min(4, len(panels))
+    nrows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(3.2 * cols, 2.6 * nrows), squeeze=False)
+    for ax, ((claim, scale), members) in zip(axes.flat, sorted(panels.items())):
+        for i, r in enumerate(sorted(members, key=lambda r: r.device_class)):
+            lo = r.lo if r.lo is not None and r.lo > float("-inf") else r.measured
+            hi = r.hi if r.hi is not None and r.hi < float("inf") else r.measured
+            ax.errorbar([i], [r.measured], yerr=[[r.measured - lo], [hi - r.measured]], marker="o", capsize=3,
+                        color={"reproduced": "tab:green", "not_reproduced": "tab:red"}.get(r.verdict, "tab:grey"))
+        first = members[0]
+        if first.expected is not None:
+            ax.axhline(first.expected, color="black", linestyle="--", linewidth=1, label="expected (the paper; at proxy, the calibrated value)")
+        if first.threshold is not None:
+            ax.axhline(first.threshold, color="black", linestyle=":", linewidth=1, label="threshold")
+        ax.set_xticks(range(len(members)), [r.device_class[:18] for r in sorted(members, key=lambda r: r.device_class)],
+                      fontsize=6)
+        ax.set_title(f"{claim} ({scale})", fontsize=7)
+        ax.set_ylabel(first.unit, fontsize=7)
+        ax.tick_params(axis="y", labelsize=6)
+        ax.set_xlim(-0.6, len(members) - 0.4)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, fontsize=7, loc="lower right")
+    fig.suptitle("Claimed vs measured (pooled per device class; green reproduced, red not, grey other)",
+                 fontsize=8)
+    fig.tight_layout()
+    return _png(fig)

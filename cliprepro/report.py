@@ -15,7 +15,7 @@ from cliprepro.board import board_rows, to_csv, to_json, to_markdown
 from cliprepro.board import expected_cell
 from cliprepro.board import fmt as _num
 from cliprepro.ledger import Ledger, Row, build_ledger
-from cliprepro.plots import accuracy_plot, throughput_plot
+from cliprepro.plots import accuracy_plot, claims_plot, throughput_plot
 from cliprepro.record import atomic_write_text
 from cliprepro.spec import ExpectedFile, Suite
 
@@ -221,18 +221,22 @@ def render(suites: dict[str, Suite], expected: dict[str, ExpectedFile],
     ledger = build_ledger(records, invalid, expected,
                           check=lambda r: record_problems(r, suites, expected, stale_ok=True))
     files: dict[str, bytes] = {}
+    rows = board_rows(suites, expected, ledger)
+    accepted = {row.rid for row in ledger.rows}  # plots draw accepted records only, as the tables do
     for name, suite in sorted(suites.items()):
-        mine = sorted(((rid, r) for rid, r in records if r.suite == name and r.record_type == "run"),
+        mine = sorted(((rid, r) for rid, r in records
+                       if r.suite == name and r.record_type == "run" and rid in accepted),
                       key=lambda x: (str(x[1].provenance.get("started_utc")), x[0]))
         plots = []
-        for kind, alt, draw in PLOTS.get(suite.runner, []):
-            png = draw(mine)
+        drawn = [("claims", "claimed vs measured, per scale and device class",
+                  claims_plot([r for r in rows if r.suite == name]))]
+        drawn += [(kind, alt, draw(mine)) for kind, alt, draw in PLOTS.get(suite.runner, [])]
+        for kind, alt, png in drawn:
             if png:
                 files[f"{name}_{kind}.png"] = png
                 plots.append((alt, f"{name}_{kind}.png"))
         files[f"{name}.md"] = suite_page(suite, expected[name], ledger, plots, dict(records)).encode()
     files["README.md"] = leaderboard(suites, expected, ledger).encode()
-    rows = board_rows(suites, expected, ledger)
     files["leaderboard.csv"] = to_csv(rows).encode()
     files["leaderboard.json"] = to_json(rows).encode()
     return files

@@ -97,3 +97,44 @@ class TestCheckCommand:
         edited.write_text(good.read_text().replace('"status": "completed"', '"status": "error"', 1))
         out = self._run(edited)
         assert out.returncode == 2 and "does not match the file name" in out.stderr and "Traceback" not in out.stderr
+
+
+class TestFourBadRecords:
+    """A results tree with a tampered, an incomplete, a wrong-version and a dirty-tree record: the
+    leaderboard lists the four as rejected with their reasons and still has a row for every claim;
+    `cliprepro check` exits non-zero on each and 0 on a good record."""
+
+    def test_report_and_check(self, root_copy):
+        import shutil
+
+        good_path = sorted(LAYOUT.results.glob("clipa_l16__proxy__run__*.json"))[-1]
+        good = _release_record("clipa_l16")
+        bad = {}
+        for what, path, value in (("incomplete", "status", "error"), ("wrong-version", "suite_version", 99),
+                                  ("dirty", "provenance.git.dirty", True)):
+            rid, written = rec.write(rec.Record.model_validate(_set(good, path, value)), root_copy / "results")
+            bad[what] = (rid, written)
+        tampered = root_copy / "results" / good_path.name
+        data = json.loads(good_path.read_text())
+        data["results"][0]["value"] += 1.0
+        tampered.write_text(json.dumps(data))
+        bad["tampered"] = (good_path.name, tampered)
+        subprocess.run([sys.executable, "-m", "cliprepro", "--root", str(root_copy), "report"], check=True,
+                       capture_output=True, cwd=REPO)
+        board = (root_copy / "reports" / "README.md").read_text()
+        rejected = board.split("## Rejected records")[1]
+        for what, words in (("incomplete", "status error"), ("wrong-version", "suite_version 99"),
+                            ("dirty", "dirty is not false"), ("tampered", "does not match the file name")):
+            line = next((x for x in rejected.splitlines() if bad[what][0] in x), "")
+            assert words in line, (what, line)
+        rows = json.loads((root_copy / "reports" / "leaderboard.json").read_text())["rows"]
+        assert {(r["suite"], r["claim"], r["scale"]) for r in rows} == {
+            (n, *e.key()) for n, f in EXPECTED.items() for e in f.entries}
+        scratch = root_copy / "elsewhere"
+        scratch.mkdir()
+        shutil.copy(good_path, scratch / good_path.name)
+        codes = {what: subprocess.run([sys.executable, "-m", "cliprepro", "--root", str(REPO), "check", str(p)],
+                                      capture_output=True, cwd=REPO).returncode for what, (_, p) in bad.items()}
+        assert codes == {"incomplete": 1, "wrong-version": 1, "dirty": 1, "tampered": 2}
+        assert subprocess.run([sys.executable, "-m", "cliprepro", "--root", str(REPO), "check",
+                               str(scratch / good_path.name)], capture_output=True, cwd=REPO).returncode == 0

@@ -242,3 +242,13 @@ class TestBoard:
         assert data["columns"] == list(COLUMNS) and len(data["rows"]) == len(rows)
         assert [(x["suite"], x["claim"], x["scale"]) for x in parsed] == [
             (x["suite"], x["claim"], x["scale"]) for x in data["rows"]]
+
+
+def test_the_committed_leaderboard_has_a_row_for_every_claim():
+    """reports/ is re-rendered with every change to expected/ (bin/cliprepro report)."""
+    from cliprepro.layout import Layout
+
+    layout = Layout.find(str(REPO))
+    rows = json.loads((REPO / "reports" / "leaderboard.json").read_text())["rows"]
+    claims = {(n, *e.key()) for n in layout.suite_names() for e in layout.load(n)[1].entries}
+    assert {(r["suite"], r["claim"], r["scale"]) for r in rows} == claims
