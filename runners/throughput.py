@@ -20,7 +20,7 @@ from runners.schema.output import Output, exact, from_samples
 from runners.schema.params import Arm, ThroughputParams as Params
 from cliprepro.record import Metric
 from runners.schema import metric_names as names
-from runners.timing.estimate import ArmRate, schedule_days
+from runners.timing.estimate import ArmRate, dollars, gpu_hours, schedule_days
 from runners.timing.peaks import A100_BF16, datasheet_peak, measured_matmul_peak
 from cliprepro import progress
 from runners.timing.timing import Step, interleaved_rounds
@@ -54,8 +54,9 @@ def plan(params: Params, scale: str) -> str:
     for check in params.token_checks:
         lines.append(f"  token check {check.name}: {check.model} at {check.image_size or 'native'} px")
     for s in params.schedules:
-        lines.append(f"  schedule {s.name}: {s.pretrain_samples:.4g} samples at {s.pretrain_arm}, then "
-                     f"{s.finetune_samples:.4g} at {s.finetune_arm}, on {s.gpus} GPUs (A100-days estimate)")
+        steps = ", then ".join(f"{n:.4g} samples at {arm}" for arm, n in s.stages())
+        price = f", ${s.usd_per_gpu_hour:g}/GPU-hour ({s.price_source})" if s.usd_per_gpu_hour else ""
+        lines.append(f"  schedule {s.name}: {steps}, on {s.gpus} GPUs (A100-days and GPU-hours estimate{price})")
     return "\n".join(lines)
 
 
@@ -157,16 +158,21 @@ def _schedules(out: Output, params: Params, flops: dict[str, int], ips: dict[str
     on_a100 = "A100" in device_name
     for s in params.schedules:
         stages = [(ArmRate(ips[arm].value, ips[arm].lo, ips[arm].hi, 3 * flops[arm]), samples)
-                  for arm, samples in ((s.pretrain_arm, s.pretrain_samples), (s.finetune_arm, s.finetune_samples))]
+                  for arm, samples in s.stages()]
         days = schedule_days(stages, s.gpus, s.scaling_efficiency, on_a100, matmul, sheet, A100_BF16)
-        metric = names.a100_days(s.name)
-        if on_a100:
-            out.metrics[metric] = Metric(value=days.value, lo=days.lo, hi=days.hi, n=1, unit="days",
-                                         over="modelled")
-        else:
-            out.skip[metric] = (f"modelled only: {days.value:.3g} [{days.lo:.3g}, {days.hi:.3g}] days on "
-                                f"{s.gpus}x A100 from throughput measured on {device_name}; a verdict needs "
-                                "a record from an A100")
+        hours = gpu_hours(days, s.gpus)
+        modelled = {names.a100_days(s.name): (days, "days"), names.a100_gpu_hours(s.name): (hours, "GPU-hours")}
+        if s.usd_per_gpu_hour is not None:
+            modelled[names.usd(s.name)] = (dollars(hours, s.usd_per_gpu_hour), "USD")
+        for metric, (est, unit) in modelled.items():
+            if on_a100:
+                out.metrics[metric] = Metric(value=est.value, lo=est.lo, hi=est.hi, n=1, unit=unit, over="modelled")
+            else:
+                out.skip[metric] = (f"modelled only: {est.value:.4g} [{est.lo:.4g}, {est.hi:.4g}] {unit} on "
+                                    f"{s.gpus}x A100 from throughput measured on {device_name} ({days.how}); a "
+                                    "verdict needs a record from an A100")
         out.points.append({"schedule": s.name, "a100_days_estimate": round(days.value, 4),
                            "a100_days_lo": round(days.lo, 4), "a100_days_hi": round(days.hi, 4),
+                           "a100_gpu_hours_estimate": round(hours.value, 1),
+                           "usd_estimate": round(hours.value * s.usd_per_gpu_hour) if s.usd_per_gpu_hour else None,
                            "measured_on": device_name, "model": days.how, "note": s.note})

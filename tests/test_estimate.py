@@ -38,3 +38,64 @@ class TestScheduleDays:
         one = schedule_days([(rate(), 1e9)], 8, (0.9, 0.9), True, 1.0, None, 1.0)
         two = schedule_days([(rate(), 1e9), (rate(), 1e9)], 8, (0.9, 0.9), True, 1.0, None, 1.0)
         assert two.value == pytest.approx(2 * one.value)
+
+
+class TestHoursAndDollars:
+    def test_gpu_hours_are_days_times_24_times_gpus_and_dollars_add_the_price(self):
+        from runners.timing.estimate import Days, dollars, gpu_hours
+
+        h = gpu_hours(Days(2.0, 1.5, 3.0, "m"), 8)
+        assert (h.value, h.lo, h.hi) == (384.0, 288.0, 576.0) and "x 24 x 8" in h.how
+        d = dollars(h, 1.5)
+        assert (d.value, d.lo, d.hi) == (576.0, 432.0, 864.0) and "$1.5 per GPU-hour" in d.how
+
+
+class TestScheduleParams:
+    BASE = dict(name="s", pretrain_arm="a", pretrain_samples=1e9, finetune_arm="b", finetune_samples=1e8)
+
+    def test_stages_in_order_with_the_extra_ones(self):
+        from runners.schema.params import Schedule
+
+        s = Schedule(**self.BASE, more=[{"arm": "c", "samples": 1e7}])
+        assert s.stages() == [("a", 1e9), ("b", 1e8), ("c", 1e7)]
+
+    def test_a_price_needs_its_source(self):
+        from pydantic import ValidationError
+
+        from runners.schema.params import Schedule
+
+        with pytest.raises(ValidationError, match="price_source"):
+            Schedule(**self.BASE, usd_per_gpu_hour=1.5)
+        assert Schedule(**self.BASE, usd_per_gpu_hour=1.5, price_source="the paper's table").usd_per_gpu_hour == 1.5
+
+
+class TestScheduleMetrics:
+    """runners.throughput._schedules: days, GPU-hours and dollars, judged only from an A100 record."""
+
+    def _run(self, device: str):
+        from cliprepro.record import Metric
+        from runners.schema.output import Output
+        from runners.schema.params import Schedule
+        from runners.throughput import _schedules
+
+        s = Schedule(name="v2", pretrain_arm="a", pretrain_samples=1e9, finetune_arm="b", finetune_samples=1e8,
+                     more=[{"arm": "c", "samples": 1e8}], gpus=8, scaling_efficiency=(1.0, 1.0),
+                     usd_per_gpu_hour=2.0, price_source="test")
+        params = type("P", (), {"schedules": [s]})()
+        ips = {arm: Metric(value=100.0, lo=100.0, hi=100.0, n=9, over="rounds") for arm in "abc"}
+        out = Output()
+        _schedules(out, params, {arm: 1e12 for arm in "abc"}, ips, 1e15, None, device)
+        return out
+
+    def test_on_an_a100_every_estimate_is_a_metric(self):
+        out = self._run("cuda: NVIDIA A100-SXM4-80GB")
+        days = 1.2e9 / (100.0 * 8) / 86400
+        assert out.metrics["a100_days_v2"].value == pytest.approx(days)
+        assert out.metrics["a100_gpu_hours_v2"].value == pytest.approx(days * 24 * 8)
+        assert out.metrics["usd_v2"].value == pytest.approx(days * 24 * 8 * 2.0)
+        assert all(out.metrics[m].over == "modelled" for m in ("a100_days_v2", "a100_gpu_hours_v2", "usd_v2"))
+
+    def test_elsewhere_they_are_skipped_with_the_model_printed(self):
+        out = self._run("cuda: NVIDIA H100 80GB HBM3")
+        assert not out.metrics and set(out.skip) == {"a100_days_v2", "a100_gpu_hours_v2", "usd_v2"}
+        assert all("modelled only" in why and "datasheet peak" in why for why in out.skip.values())

@@ -25,6 +25,14 @@ def a100_days(schedule: str) -> str:
     return f"a100_days_{schedule}"
 
 
+def a100_gpu_hours(schedule: str) -> str:
+    return f"a100_gpu_hours_{schedule}"
+
+
+def usd(schedule: str) -> str:
+    return f"usd_{schedule}"
+
+
 # architecture
 
 
@@ -110,7 +118,8 @@ def _throughput(p: ThroughputParams) -> set[str]:
             if p.baseline_of(arm) is not None:
                 names |= {speed("speedup", mode, arm.name), speed("time_saved_pct", mode, arm.name)}
     if "step" in p.modes:
-        names |= {a100_days(s.name) for s in p.schedules}
+        names |= {a100_days(s.name) for s in p.schedules} | {a100_gpu_hours(s.name) for s in p.schedules}
+        names |= {usd(s.name) for s in p.schedules if s.usd_per_gpu_hour is not None}
     return names
 
 

@@ -54,16 +54,25 @@ class TokenCheck(Strict):
     image_size: int | None = Field(None, ge=8)
 
 
+class ScheduleStage(Strict):
+    arm: str
+    samples: float = Field(gt=0)
+
+
 class Schedule(Strict):
-    """A published two-stage schedule, for an A100-days estimate from measured FLOPs and MFU."""
+    """A published schedule (pre-train, fine-tune, then any further stages), for an A100-days,
+    GPU-hours and (with a declared price) dollar estimate from measured FLOPs and MFU."""
     name: str = Field(pattern=r"^[A-Za-z0-9_]+$")
     pretrain_arm: str
     pretrain_samples: float = Field(gt=0)
     finetune_arm: str
     finetune_samples: float = Field(gt=0)
+    more: list[ScheduleStage] = Field([], description="stages after the fine-tune (e.g. CLIPA-v2's 336 px)")
     gpus: int = Field(8, ge=1)
     scaling_efficiency: tuple[float, float] = Field((0.8, 1.0), description=(
         "declared range of the N-GPU data-parallel efficiency (1: perfect scaling)"))
+    usd_per_gpu_hour: float | None = Field(None, gt=0, description="the price the claim's dollars assume")
+    price_source: str = Field("", description="where that price comes from (required with a price)")
     note: str = ""
 
     @model_validator(mode="after")
@@ -71,7 +80,13 @@ class Schedule(Strict):
         lo, hi = self.scaling_efficiency
         if not 0 < lo <= hi <= 1:
             raise ValueError("scaling_efficiency is a range (lo, hi) with 0 < lo <= hi <= 1")
+        if self.usd_per_gpu_hour is not None and not self.price_source.strip():
+            raise ValueError("usd_per_gpu_hour needs price_source: where the price comes from")
         return self
+
+    def stages(self) -> list[tuple[str, float]]:
+        return [(self.pretrain_arm, self.pretrain_samples), (self.finetune_arm, self.finetune_samples),
+                *((m.arm, m.samples) for m in self.more)]
 
 
 class ThroughputParams(Strict):
@@ -100,7 +115,7 @@ class ThroughputParams(Strict):
             if arm.baseline not in (None, "none") and (arm.baseline not in names or arm.baseline == arm.name):
                 raise ValueError(f"arm {arm.name}: baseline must be 'none' or another arm, one of {names}")
         for s in self.schedules:
-            for ref in (s.pretrain_arm, s.finetune_arm):
+            for ref, _samples in s.stages():
                 if ref not in names:
                     raise ValueError(f"schedule {s.name}: no arm {ref!r}; arms: {names}")
         return self

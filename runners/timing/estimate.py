@@ -61,3 +61,15 @@ def schedule_days(stages: list[tuple[ArmRate, float]], gpus: int, scaling_effici
     day = 86400.0
     return Days(value=seconds(1, rho[1], eff_mid) / day, lo=seconds(2, rho[2], eff_hi) / day,
                 hi=seconds(0, rho[0], eff_lo) / day, how=how)
+
+
+def gpu_hours(days: Days, gpus: int) -> Days:
+    """The same estimate as GPU-hours: days x 24 x GPUs (the interval scales with it)."""
+    k = 24.0 * gpus
+    return Days(days.value * k, days.lo * k, days.hi * k, f"{days.how}; GPU-hours = days x 24 x {gpus}")
+
+
+def dollars(hours: Days, usd_per_gpu_hour: float) -> Days:
+    """GPU-hours at a declared price (the price is an assumption, printed; it has no interval)."""
+    return Days(hours.value * usd_per_gpu_hour, hours.lo * usd_per_gpu_hour, hours.hi * usd_per_gpu_hour,
+                f"{hours.how}; at ${usd_per_gpu_hour:g} per GPU-hour")
