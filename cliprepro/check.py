@@ -42,10 +42,17 @@ def _train_inputs(record: Record, suite: Suite) -> list[str]:
     from runners.training import fingerprint
     from runners.training.proxydata import DataSpec
 
+    from pydantic import ValidationError
+
     out = []
     params = record.config.get("params")
     if record.scale == "proxy" and isinstance(params, dict):
-        spec = DataSpec(**TrainParams(**params).data.model_dump())
+        try:
+            spec = DataSpec(**TrainParams(**params).data.model_dump())
+        except ValidationError as exc:  # made by an older runner: say so, never crash the report
+            first = exc.errors()[0]
+            return [f"config.params no longer validate ({'.'.join(map(str, first['loc']))}: {first['msg']}): "
+                    "made by an older version of the train runner; re-run it"]
         if record.inputs.get("data") != f"proxy procedural data {spec.fingerprint()}":
             out.append(f"inputs.data is {record.inputs.get('data')!r}, not the suite's proxy data {spec.fingerprint()}")
         if record.inputs.get("training_path") != fingerprint.COMMITTED:

@@ -58,6 +58,7 @@ DEFECTS = [  # (field path, new value, words the problem must contain)
     ("points.0.predictions.sha256", "0000000000000000", "do not match their sha256"),
     ("points.0.acc1_mean", 99.5, "its predictions give"),
     ("expected.0.source", "edited since", "older expected entry (stale)"),
+    ("config.params.stages.0.samples_per_epoch", 8192, "no longer validate"),  # an older runner's params
 ]
 
 
