@@ -116,14 +116,16 @@ def _points(rows: list[Row]) -> str:
             parts += [f"### Paired contrasts and text checks: {scale} on {device} (record `{rid}`)", "",
                       tabulate([[k, _cell_metric(record.metrics[k])] for k in paired],
                                ["metric", "value [interval] (n seeds)"], tablefmt="github"), ""]
-        estimates = [p for p in record.points if "a100_days_estimate" in p]
-        if estimates:
+        estimates = [p for p in record.points if "days_estimate" in p or "a100_days_estimate" in p]
+        if estimates:  # records before the schedules' targets say a100_days_*
+            def days(p, k): return p.get(f"days_{k}", p.get(f"a100_days_{k}"))  # noqa: E306, E704
             parts += ["Modelled estimates (labelled as such; not measurements of the claim):", "",
-                      tabulate([[p["schedule"], f"{_num(p['a100_days_estimate'])} [{_num(p.get('a100_days_lo'))}, "
-                                 f"{_num(p.get('a100_days_hi'))}]", p["measured_on"], p.get("model", "—"), p["note"]]
-                                for p in estimates],
-                               ["schedule", "8x A100 days, modelled [interval]", "throughput measured on",
-                                "model", "schedule"], tablefmt="github"), ""]
+                      tabulate([[p["schedule"], p.get("target", "A100-days"),
+                                 f"{_num(days(p, 'estimate'))} [{_num(days(p, 'lo'))}, {_num(days(p, 'hi'))}]",
+                                 _num(p.get("hours_estimate")), _num(p.get("usd_estimate")), p["measured_on"],
+                                 p.get("model", "—"), p["note"]] for p in estimates],
+                               ["schedule", "unit", "days, modelled [interval]", "device-hours", "USD",
+                                "throughput measured on", "model", "schedule"], tablefmt="github"), ""]
     return "\n".join(parts)
 
 

@@ -21,7 +21,7 @@ from runners.schema.params import Arm, ThroughputParams as Params
 from cliprepro.record import Metric
 from runners.schema import metric_names as names
 from runners.timing.estimate import ArmRate, dollars, gpu_hours, schedule_days
-from runners.timing.peaks import A100_BF16, datasheet_peak, measured_matmul_peak
+from runners.timing.peaks import TARGETS, datasheet_peak, measured_matmul_peak
 from cliprepro import progress
 from runners.timing.timing import Step, interleaved_rounds
 from runners.timing.trainstep import (arm_config, build_arm, make_step, peak_memory_mb, planned_tokens,
@@ -56,7 +56,8 @@ def plan(params: Params, scale: str) -> str:
     for s in params.schedules:
         steps = ", then ".join(f"{n:.4g} samples at {arm}" for arm, n in s.stages())
         price = f", ${s.usd_per_gpu_hour:g}/GPU-hour ({s.price_source})" if s.usd_per_gpu_hour else ""
-        lines.append(f"  schedule {s.name}: {steps}, on {s.gpus} GPUs (A100-days and GPU-hours estimate{price})")
+        units = "GPUs" if s.target == "a100" else "TPU-v3 cores"
+        lines.append(f"  schedule {s.name}: {steps}, on {s.gpus} {units} ({TARGETS[s.target][2]} estimate{price})")
     return "\n".join(lines)
 
 
@@ -152,27 +153,31 @@ def run(params: Params, scale: str, build_dir: Path | None = None) -> Output:
 
 def _schedules(out: Output, params: Params, flops: dict[str, int], ips: dict[str, Metric],
                matmul: float, sheet: float | None, device_name: str) -> None:
-    """A100-days of a schedule, modelled (runners.timing.estimate): the throughput interval, the scaling
-    efficiency range and, off an A100, the transfer of a fraction of peak; judged (as a finding)
-    only from an A100 record."""
-    on_a100 = "A100" in device_name
+    """Days, device-hours and dollars of a schedule on its target class, modelled
+    (runners.timing.estimate): the throughput interval, the scaling efficiency range and, off the
+    target, the transfer of a fraction of peak; judged (as findings) only from a record of the target
+    class, else skipped with the modelled numbers printed."""
     for s in params.schedules:
+        peak, marker, days_unit, hours_unit = TARGETS[s.target]
+        on_target = marker is not None and marker in device_name
         stages = [(ArmRate(ips[arm].value, ips[arm].lo, ips[arm].hi, 3 * flops[arm]), samples)
                   for arm, samples in s.stages()]
-        days = schedule_days(stages, s.gpus, s.scaling_efficiency, on_a100, matmul, sheet, A100_BF16)
+        days = schedule_days(stages, s.gpus, s.scaling_efficiency, on_target, matmul, sheet, peak)
         hours = gpu_hours(days, s.gpus)
-        modelled = {names.a100_days(s.name): (days, "days"), names.a100_gpu_hours(s.name): (hours, "GPU-hours")}
+        modelled = {names.target_days(s.target, s.name): (days, "days"),
+                    names.target_hours(s.target, s.name): (hours, hours_unit)}
         if s.usd_per_gpu_hour is not None:
             modelled[names.usd(s.name)] = (dollars(hours, s.usd_per_gpu_hour), "USD")
         for metric, (est, unit) in modelled.items():
-            if on_a100:
+            if on_target:
                 out.metrics[metric] = Metric(value=est.value, lo=est.lo, hi=est.hi, n=1, unit=unit, over="modelled")
             else:
                 out.skip[metric] = (f"modelled only: {est.value:.4g} [{est.lo:.4g}, {est.hi:.4g}] {unit} on "
-                                    f"{s.gpus}x A100 from throughput measured on {device_name} ({days.how}); a "
-                                    "verdict needs a record from an A100")
-        out.points.append({"schedule": s.name, "a100_days_estimate": round(days.value, 4),
-                           "a100_days_lo": round(days.lo, 4), "a100_days_hi": round(days.hi, 4),
-                           "a100_gpu_hours_estimate": round(hours.value, 1),
+                                    f"{s.gpus} x {days_unit.split('-days')[0]} from throughput measured on "
+                                    f"{device_name} ({days.how}); a verdict needs a record from "
+                                    f"{'an ' + marker if marker else 'that device class, which this tool cannot run on'}")
+        out.points.append({"schedule": s.name, "target": days_unit, "days_estimate": round(days.value, 4),
+                           "days_lo": round(days.lo, 4), "days_hi": round(days.hi, 4),
+                           "hours_estimate": round(hours.value, 1),
                            "usd_estimate": round(hours.value * s.usd_per_gpu_hour) if s.usd_per_gpu_hour else None,
                            "measured_on": device_name, "model": days.how, "note": s.note})

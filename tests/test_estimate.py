@@ -99,3 +99,28 @@ class TestScheduleMetrics:
         out = self._run("cuda: NVIDIA H100 80GB HBM3")
         assert not out.metrics and set(out.skip) == {"a100_days_v2", "a100_gpu_hours_v2", "usd_v2"}
         assert all("modelled only" in why and "datasheet peak" in why for why in out.skip.values())
+
+
+class TestScheduleTargets:
+    def test_a_single_stage_schedule_on_tpu_cores_is_modelled_never_judged(self):
+        from cliprepro.record import Metric
+        from runners.schema.output import Output
+        from runners.schema.params import Schedule
+        from runners.throughput import _schedules
+
+        s = Schedule(name="base", target="tpu_v3_core", pretrain_arm="a", pretrain_samples=1e9, gpus=256)
+        assert s.stages() == [("a", 1e9)]
+        out = Output()
+        ips = {"a": Metric(value=10.0, lo=9.0, hi=11.0, n=9, over="rounds")}
+        _schedules(out, type("P", (), {"schedules": [s]})(), {"a": 1e12}, ips, 1e15, 2e15, "cuda: NVIDIA A100-SXM4-80GB")
+        assert not out.metrics and set(out.skip) == {"tpu_v3_core_days_base", "tpu_v3_core_hours_base"}
+        assert "cannot run on" in out.skip["tpu_v3_core_days_base"]
+        assert out.points[0]["target"] == "TPU-v3 core-days" and out.points[0]["days_estimate"] > 0
+
+    def test_fine_tune_arm_and_samples_go_together(self):
+        from pydantic import ValidationError
+
+        from runners.schema.params import Schedule
+
+        with pytest.raises(ValidationError, match="go together"):
+            Schedule(name="s", pretrain_arm="a", pretrain_samples=1e9, finetune_arm="b")

@@ -29,6 +29,15 @@ def a100_gpu_hours(schedule: str) -> str:
     return f"a100_gpu_hours_{schedule}"
 
 
+def target_days(target: str, schedule: str) -> str:
+    """Days of a schedule on its target class: a100_days_<s> or tpu_v3_core_days_<s>."""
+    return a100_days(schedule) if target == "a100" else f"{target}_days_{schedule}"
+
+
+def target_hours(target: str, schedule: str) -> str:
+    return a100_gpu_hours(schedule) if target == "a100" else f"{target}_hours_{schedule}"
+
+
 def usd(schedule: str) -> str:
     return f"usd_{schedule}"
 
@@ -118,7 +127,7 @@ def _throughput(p: ThroughputParams) -> set[str]:
             if p.baseline_of(arm) is not None:
                 names |= {speed("speedup", mode, arm.name), speed("time_saved_pct", mode, arm.name)}
     if "step" in p.modes:
-        names |= {a100_days(s.name) for s in p.schedules} | {a100_gpu_hours(s.name) for s in p.schedules}
+        names |= {target_days(s.target, s.name) for s in p.schedules} | {target_hours(s.target, s.name) for s in p.schedules}
         names |= {usd(s.name) for s in p.schedules if s.usd_per_gpu_hour is not None}
     return names
 

@@ -60,13 +60,16 @@ class ScheduleStage(Strict):
 
 
 class Schedule(Strict):
-    """A published schedule (pre-train, fine-tune, then any further stages), for an A100-days,
-    GPU-hours and (with a declared price) dollar estimate from measured FLOPs and MFU."""
+    """A published schedule (pre-train, fine-tune if any, then any further stages), for a days,
+    device-hours and (with a declared price) dollar estimate on its target device class from
+    measured FLOPs and MFU."""
     name: str = Field(pattern=r"^[A-Za-z0-9_]+$")
+    target: Literal["a100", "tpu_v3_core"] = Field("a100", description=(
+        "the device class the claim counts (runners.timing.peaks.TARGETS)"))
     pretrain_arm: str
     pretrain_samples: float = Field(gt=0)
-    finetune_arm: str
-    finetune_samples: float = Field(gt=0)
+    finetune_arm: str | None = None
+    finetune_samples: float | None = Field(None, gt=0)
     more: list[ScheduleStage] = Field([], description="stages after the fine-tune (e.g. CLIPA-v2's 336 px)")
     gpus: int = Field(8, ge=1)
     scaling_efficiency: tuple[float, float] = Field((0.8, 1.0), description=(
@@ -80,13 +83,15 @@ class Schedule(Strict):
         lo, hi = self.scaling_efficiency
         if not 0 < lo <= hi <= 1:
             raise ValueError("scaling_efficiency is a range (lo, hi) with 0 < lo <= hi <= 1")
+        if (self.finetune_arm is None) != (self.finetune_samples is None):
+            raise ValueError("finetune_arm and finetune_samples go together")
         if self.usd_per_gpu_hour is not None and not self.price_source.strip():
             raise ValueError("usd_per_gpu_hour needs price_source: where the price comes from")
         return self
 
     def stages(self) -> list[tuple[str, float]]:
-        return [(self.pretrain_arm, self.pretrain_samples), (self.finetune_arm, self.finetune_samples),
-                *((m.arm, m.samples) for m in self.more)]
+        tune = [(self.finetune_arm, self.finetune_samples)] if self.finetune_arm is not None else []
+        return [(self.pretrain_arm, self.pretrain_samples), *tune, *((m.arm, m.samples) for m in self.more)]
 
 
 class ThroughputParams(Strict):

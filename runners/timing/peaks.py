@@ -15,6 +15,11 @@ DATASHEET = (
     ("L40S", {"bf16": 362.05e12, "fp32": 91.6e12}),
 )
 A100_BF16 = 312e12
+# The device classes a published cost counts, with the dense bf16 peak of one unit and what a
+# record's device name must contain to be that class (a TPU never is: its claims stay modelled).
+# TPU v3: 123 TFLOP/s bf16 per chip, two TensorCores per chip (Google Cloud TPU v3 datasheet).
+TARGETS = {"a100": (A100_BF16, "A100", "A100-days", "GPU-hours"),
+           "tpu_v3_core": (61.5e12, None, "TPU-v3 core-days", "TPU-v3 core-hours")}
 
 
 def datasheet_peak(device_name: str, precision: str) -> tuple[float | None, str]:
