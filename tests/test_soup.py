@@ -1,7 +1,6 @@
 """Model soups: averaging, refusal of other architectures, the greedy rule, the paired test."""
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pytest
