@@ -67,6 +67,29 @@ class TestTrainAll:
         with pytest.raises(RuntimeError, match="boom"):
             st.train_all(_params(), SPEC, tmp_path, tmp_path / "cache", 0.0, None, "k")
 
+    @pytest.mark.parametrize("steps_written,ok", [(4, True), (3, False)])
+    def test_an_exit_code_after_a_whole_stage_is_said_and_the_stage_kept(self, tmp_path, monkeypatch, capsys,
+                                                                          steps_written, ok):
+        params = _params()
+        stage = params.stages[0]  # pre: 2 epochs of 256 samples at batch 64 = 8 steps planned
+        logs = tmp_path / "logs"
+
+        def fake_in_process(target, args, log, env, poll=None):
+            ckpts = logs / st.STAGE_DIR / "checkpoints"
+            ckpts.mkdir(parents=True)
+            (ckpts / f"epoch_{stage.epochs}.pt").write_bytes(b"whole")
+            log.write_text("trained\n")
+            st.steplog.progress_path(logs / st.STEP_LOG).write_text(f'{{"steps": {2 * steps_written}}}')
+            return 255
+
+        monkeypatch.setattr(st, "in_process", fake_in_process)
+        if ok:
+            ckpt, trained = st.run_stage(params, stage, tmp_path / "data", logs, 0, None)
+            assert trained and ckpt.name == "epoch_2.pt" and "exited with 255" in capsys.readouterr().err
+        else:
+            with pytest.raises(RuntimeError, match="failed with exit 255"):
+                st.run_stage(params, stage, tmp_path / "data", logs, 0, None)
+
     @pytest.mark.parametrize("cores,env,want", [(2, None, (2, 1)), (16, None, (2, 8)), (1, None, (1, 1)),
                                                 (2, "1", (1, 2))])
     def test_jobs_and_threads(self, monkeypatch, cores, env, want):
