@@ -264,6 +264,7 @@ class TestMemoizedEncode:
         import open_clip
         import torch
 
+        from runners.upstream import openclip_main
         from runners.upstream.openclip_main import memoize_encode
 
         kwargs = {"reduction_mask": mask} if mask else {}
@@ -281,6 +282,7 @@ class TestMemoizedEncode:
             random.seed(len(text))
             assert torch.equal(memo(text, context_length=8), want), (mask, text)
         assert len(calls) == len(set(texts)) < len(texts)
+        assert memo.encode.cache_info().maxsize == openclip_main.ENCODE_MEMO_CAPTIONS  # bounded
 
     def test_other_tokenizers_pass_through_and_wrapping_twice_is_once(self):
         import open_clip

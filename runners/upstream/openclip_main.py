@@ -101,6 +101,9 @@ def write_first_batch_tokens(model, path: Path) -> None:
     handles.append(model.visual.patch_dropout.register_forward_hook(mask_hook))
 
 
+ENCODE_MEMO_CAPTIONS = 1 << 16  # the proxy has ~2,000 distinct captions; a real corpus gains nothing
+
+
 def memoize_encode(tokenizer):
     """open_clip's SimpleTokenizer with `encode` (ftfy, cleaning, regex, BPE: caption -> ids)
     remembered per caption string. Every reduction (truncation, syntax, random, block) calls it and
@@ -112,15 +115,14 @@ def memoize_encode(tokenizer):
 
     if not isinstance(tokenizer, SimpleTokenizer) or getattr(tokenizer.encode, "__cliprepro_memo__", False):
         return tokenizer
-    encode, memo = tokenizer.encode, {}
+    # bounded, as compat's pos_tag memo: a paper-scale corpus of unique captions must not grow it
+    cached = functools.lru_cache(maxsize=ENCODE_MEMO_CAPTIONS)(tokenizer.encode)
 
     def remembered(text: str) -> list[int]:
-        ids = memo.get(text)
-        if ids is None:
-            ids = memo[text] = encode(text)
-        return list(ids)  # a copy: callers may cut or shuffle what they get
+        return list(cached(text))  # a copy: callers may cut or shuffle what they get
 
     remembered.__cliprepro_memo__ = True
+    remembered.cache_info = cached.cache_info
     tokenizer.encode = remembered
     return tokenizer
 
