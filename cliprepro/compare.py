@@ -27,9 +27,9 @@ def differences(a: dict, b: dict) -> list[tuple[str, Any, Any]]:
     return [(k, fa.get(k, "—"), fb.get(k, "—")) for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)]
 
 
-def environment(record: Record) -> dict[str, Any]:
-    """What of a record's provenance decides whether a rerun can match it."""
-    p = record.provenance
+def environment(p: dict[str, Any]) -> dict[str, Any]:
+    """What of a provenance (a record's, or cliprepro.provenance.collect's) decides whether a rerun
+    can match it."""
     return {"commit": (p.get("git") or {}).get("commit"), "dirty": (p.get("git") or {}).get("dirty"),
             "device_class": (p.get("device") or {}).get("device_class"), "python": p.get("python"),
             "platform": p.get("platform"), "packages": (p.get("packages") or {}).get("versions", {})}
@@ -70,7 +70,7 @@ def compare_text(ida: str, a: Record, idb: str, b: Record) -> str:
     config = differences(a.config, b.config)
     parts += ["## Configuration", "", tabulate(config, ["key", "A", "B"], tablefmt="github")
               if config else "identical", ""]
-    env = differences(environment(a), environment(b))
+    env = differences(environment(a.provenance), environment(b.provenance))
     parts += ["## Environment", "", tabulate(env, ["key", "A", "B"], tablefmt="github") if env else "identical", ""]
     ra, rb = {x.claim: x for x in a.results}, {x.claim: x for x in b.results}
     claims = [[c, f"{fmt(ra[c].value)} [{fmt(ra[c].lo)}, {fmt(ra[c].hi)}]" if c in ra else "—",

@@ -73,7 +73,6 @@ def cmd_export(args, layout: Layout) -> int:
     return 0
 
 
-
 def cmd_compare(args, layout: Layout) -> int:
     from cliprepro import record as rec
     from cliprepro.compare import compare_text
@@ -99,9 +98,7 @@ def cmd_rerun(args, layout: Layout) -> int:
     from cliprepro.runflow import execute
 
     rid, old = rec.read(Path(args.record))
-    now = collect(layout.root)
-    here = rec.Record(**{**old.model_dump(), "provenance": now})
-    env = differences(environment(old), environment(here))
+    env = differences(environment(old.provenance), environment(collect(layout.root)))
     print(f"rerun of {rid}: {old.suite} @ {old.scale}" + (f", control {old.negative_control}" if old.negative_control else ""))
     print("environment differs from the record's:\n" + tabulate(env, ["key", "record", "here"], tablefmt="simple")
           if env else "environment: the same commit, device class, python and packages as the record")

@@ -11,7 +11,7 @@ from tabulate import tabulate
 
 from cliprepro import record as rec
 from cliprepro.errors import InputError
-from cliprepro.board import board_rows, to_csv, to_json, to_markdown
+from cliprepro.board import BoardRow, board_rows, to_csv, to_json, to_markdown
 from cliprepro.board import expected_cell
 from cliprepro.board import fmt as _num
 from cliprepro.ledger import Ledger, Row, build_ledger
@@ -182,8 +182,7 @@ def suite_page(suite: Suite, expected: ExpectedFile, ledger: Ledger, plots: list
     return "\n".join(parts)
 
 
-def leaderboard(suites: dict[str, Suite], expected: dict[str, ExpectedFile], ledger: Ledger) -> str:
-    rows = board_rows(suites, expected, ledger)
+def leaderboard(suites: dict[str, Suite], rows: list[BoardRow], ledger: Ledger) -> str:
     measured = sum(1 for r in rows if r.device_class)
     stale = sum(1 for r in ledger.rows if r.stale)
     parts = ["# cliprepro leaderboard", "",
@@ -238,7 +237,7 @@ def render(suites: dict[str, Suite], expected: dict[str, ExpectedFile],
                 files[f"{name}_{kind}.png"] = png
                 plots.append((alt, f"{name}_{kind}.png"))
         files[f"{name}.md"] = suite_page(suite, expected[name], ledger, plots, dict(records)).encode()
-    files["README.md"] = leaderboard(suites, expected, ledger).encode()
+    files["README.md"] = leaderboard(suites, rows, ledger).encode()
     files["leaderboard.csv"] = to_csv(rows).encode()
     files["leaderboard.json"] = to_json(rows).encode()
     return files
