@@ -56,8 +56,8 @@ def plan(params: Params, scale: str) -> str:
     for s in params.schedules:
         steps = ", then ".join(f"{n:.4g} samples at {arm}" for arm, n in s.stages())
         price = f", ${s.usd_per_gpu_hour:g}/GPU-hour ({s.price_source})" if s.usd_per_gpu_hour else ""
-        units = "GPUs" if s.target == "a100" else "TPU-v3 cores"
-        lines.append(f"  schedule {s.name}: {steps}, on {s.gpus} {units} ({TARGETS[s.target][2]} estimate{price})")
+        target = TARGETS[s.target]
+        lines.append(f"  schedule {s.name}: {steps}, on {s.gpus} {target.plural} ({target.days} estimate{price})")
     return "\n".join(lines)
 
 
@@ -158,26 +158,27 @@ def _schedules(out: Output, params: Params, flops: dict[str, int], ips: dict[str
     target, the transfer of a fraction of peak; judged (as findings) only from a record of the target
     class, else skipped with the modelled numbers printed."""
     for s in params.schedules:
-        peak, marker, days_unit, hours_unit = TARGETS[s.target]
-        on_target = marker is not None and marker in device_name
+        target = TARGETS[s.target]
+        on_target = target.marker is not None and target.marker in device_name
         stages = [(ArmRate(ips[arm].value, ips[arm].lo, ips[arm].hi, 3 * flops[arm]), samples)
                   for arm, samples in s.stages()]
-        days = schedule_days(stages, s.gpus, s.scaling_efficiency, on_target, matmul, sheet, peak)
+        days = schedule_days(stages, s.gpus, s.scaling_efficiency, on_target, matmul, sheet, target.peak_bf16)
         hours = gpu_hours(days, s.gpus)
         modelled = {names.target_days(s.target, s.name): (days, "days"),
-                    names.target_hours(s.target, s.name): (hours, hours_unit)}
-        if s.usd_per_gpu_hour is not None:
-            modelled[names.usd(s.name)] = (dollars(hours, s.usd_per_gpu_hour), "USD")
+                    names.target_hours(s.target, s.name): (hours, target.hours)}
+        usd = dollars(hours, s.usd_per_gpu_hour) if s.usd_per_gpu_hour is not None else None
+        if usd is not None:
+            modelled[names.usd(s.name)] = (usd, "USD")
         for metric, (est, unit) in modelled.items():
             if on_target:
                 out.metrics[metric] = Metric(value=est.value, lo=est.lo, hi=est.hi, n=1, unit=unit, over="modelled")
             else:
                 out.skip[metric] = (f"modelled only: {est.value:.4g} [{est.lo:.4g}, {est.hi:.4g}] {unit} on "
-                                    f"{s.gpus} x {days_unit.split('-days')[0]} from throughput measured on "
+                                    f"{s.gpus} x {target.unit} from throughput measured on "
                                     f"{device_name} ({days.how}); a verdict needs a record from "
-                                    f"{'an ' + marker if marker else 'that device class, which this tool cannot run on'}")
-        out.points.append({"schedule": s.name, "target": days_unit, "days_estimate": round(days.value, 4),
+                                    f"{'an ' + target.marker if target.marker else 'that device class, which this tool cannot run on'}")
+        out.points.append({"schedule": s.name, "target": target.days, "days_estimate": round(days.value, 4),
                            "days_lo": round(days.lo, 4), "days_hi": round(days.hi, 4),
                            "hours_estimate": round(hours.value, 1),
-                           "usd_estimate": round(hours.value * s.usd_per_gpu_hour) if s.usd_per_gpu_hour else None,
+                           "usd_estimate": round(usd.value) if usd is not None else None,
                            "measured_on": device_name, "model": days.how, "note": s.note})

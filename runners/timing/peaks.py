@@ -1,6 +1,8 @@
 """Peak FLOP rates: datasheet (dense, per precision) and a matmul peak measured on the device."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from runners.timing.timing import steps_per_block, time_block
@@ -18,8 +20,24 @@ A100_BF16 = 312e12
 # The device classes a published cost counts, with the dense bf16 peak of one unit and what a
 # record's device name must contain to be that class (a TPU never is: its claims stay modelled).
 # TPU v3: 123 TFLOP/s bf16 per chip, two TensorCores per chip (Google Cloud TPU v3 datasheet).
-TARGETS = {"a100": (A100_BF16, "A100", "A100-days", "GPU-hours"),
-           "tpu_v3_core": (61.5e12, None, "TPU-v3 core-days", "TPU-v3 core-hours")}
+@dataclass(frozen=True)
+class Target:
+    unit: str  # one device of the class, as the claim counts it
+    peak_bf16: float  # FLOP/s of one unit
+    marker: str | None  # in a record's device name when it ran on this class (None: never)
+    plural: str
+
+    @property
+    def days(self) -> str:
+        return f"{self.unit}-days"
+
+    @property
+    def hours(self) -> str:
+        return f"{self.unit}-hours" if self.marker is None else "GPU-hours"
+
+
+TARGETS = {"a100": Target("A100", A100_BF16, "A100", "GPUs"),
+           "tpu_v3_core": Target("TPU-v3 core", 61.5e12, None, "TPU-v3 cores")}
 
 
 def datasheet_peak(device_name: str, precision: str) -> tuple[float | None, str]:
