@@ -10,7 +10,6 @@ its per-example predictions must be present, match their hash and give the accur
 """
 from __future__ import annotations
 
-import hashlib
 import math
 from typing import Any
 
@@ -37,7 +36,7 @@ def provenance_problems(record: Record) -> list[str]:
     return out
 
 
-def _train_inputs(record: Record, suite: Suite) -> list[str]:
+def _train_inputs(record: Record) -> list[str]:
     from runners.schema.params import TrainParams
     from runners.training import fingerprint
     from runners.training.proxydata import DataSpec
@@ -53,7 +52,7 @@ def _train_inputs(record: Record, suite: Suite) -> list[str]:
             first = exc.errors()[0]
             return [f"config.params no longer validate ({'.'.join(map(str, first['loc']))}: {first['msg']}): "
                     "made by an older version of the train runner; re-run it"]
-        if record.inputs.get("data") != f"proxy procedural data {spec.fingerprint()}":
+        if record.inputs.get("data") != spec.label():
             out.append(f"inputs.data is {record.inputs.get('data')!r}, not the suite's proxy data {spec.fingerprint()}")
         if record.inputs.get("training_path") != fingerprint.COMMITTED:
             out.append(f"inputs.training_path is {record.inputs.get('training_path')!r}, not this code's "
@@ -61,15 +60,12 @@ def _train_inputs(record: Record, suite: Suite) -> list[str]:
     return out
 
 
-def _unpack(packed: dict[str, str]):
-    from runners import zeroshot
-
-    return zeroshot.unpack(packed)
-
-
 def prediction_problems(record: Record) -> list[str]:
     """Each (stage, seed) point's predictions: present, matching their hash, giving its acc1_mean;
     each stage's mean-accuracy metric: the mean of those per-seed accuracies."""
+    from runners import zeroshot
+    from runners.schema.metric_names import stage_accuracy
+
     out, per_stage = [], {}
     for point in record.points:
         if "stage" not in point or "acc1_mean" not in point:
@@ -79,8 +75,8 @@ def prediction_problems(record: Record) -> list[str]:
         if not isinstance(packed, dict) or "zlib_b64" not in packed:
             out.append(f"{where}.predictions missing: per-example outcomes are required")
             continue
-        correct = _unpack(packed)
-        if hashlib.sha256(correct.tobytes()).hexdigest()[:16] != packed.get("sha256"):
+        correct = zeroshot.unpack(packed)
+        if zeroshot.digest(correct) != packed.get("sha256"):
             out.append(f"{where}.predictions do not match their sha256")
             continue
         acc = 100 * float(correct.mean())
@@ -88,9 +84,10 @@ def prediction_problems(record: Record) -> list[str]:
             out.append(f"{where}.acc1_mean is {point['acc1_mean']}, its predictions give {acc:.6g}")
         per_stage.setdefault(point["stage"], []).append(acc)
     for stage, accs in sorted(per_stage.items()):
-        m = record.metrics.get(f"acc1_{stage}_mean")
+        name = stage_accuracy(stage, "mean")
+        m = record.metrics.get(name)
         if m is not None and m.value is not None and not math.isclose(m.value, sum(accs) / len(accs), abs_tol=1e-4):
-            out.append(f"metrics.acc1_{stage}_mean is {m.value}, its points' predictions give {sum(accs) / len(accs):.6g}")
+            out.append(f"metrics.{name} is {m.value}, its points' predictions give {sum(accs) / len(accs):.6g}")
     return out
 
 
@@ -119,6 +116,6 @@ def record_problems(record: Record, suites: dict[str, Suite], expected: dict[str
         out.append(f"re-judging disagrees: {reason}")
     out += provenance_problems(record)
     if suite.runner == "train":
-        out += _train_inputs(record, suite)
+        out += _train_inputs(record)
         out += prediction_problems(record)
     return out

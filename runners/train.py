@@ -172,7 +172,7 @@ def run(params: Params | PaperRecipe, scale: str, build_dir: Path = CACHE) -> Ou
         return out
     spec = DataSpec(**params.data.model_dump())
     data = ensure(spec, build_dir / "data")
-    out.inputs = {"data": f"proxy procedural data {spec.fingerprint()}", "data_spec": params.data.model_dump(),
+    out.inputs = {"data": spec.label(), "data_spec": params.data.model_dump(),
                   "training_path": fingerprint.COMMITTED,
                   "substitutes_paper_data": True, "checkpoints": {},
                   "chance_acc1_mean_pct": round(chance_pct(params.attributes), 3)}

@@ -32,11 +32,16 @@ class Scores:
     meta: dict = field(default_factory=dict)
 
 
+def digest(correct: np.ndarray) -> str:
+    """The hash a record keeps beside its per-example outcomes (pack; cliprepro.check verifies it)."""
+    return hashlib.sha256(np.asarray(correct, dtype=np.uint8).tobytes()).hexdigest()[:16]
+
+
 def pack(correct: np.ndarray) -> dict[str, str]:
     """Per-example outcomes, compressed and hashed for the record."""
     raw = np.asarray(correct, dtype=np.uint8).tobytes()
-    return {"zlib_b64": base64.b64encode(zlib.compress(raw, 9)).decode(),
-            "sha256": hashlib.sha256(raw).hexdigest()[:16], "n": str(len(raw))}
+    return {"zlib_b64": base64.b64encode(zlib.compress(raw, 9)).decode(), "sha256": digest(correct),
+            "n": str(len(raw))}
 
 
 def unpack(packed: dict[str, str]) -> np.ndarray:

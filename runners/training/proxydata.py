@@ -50,6 +50,10 @@ class DataSpec:
     eval_samples: int = 1000
     shard_samples: int = 2048
 
+    def label(self) -> str:
+        """How a training record names its data (inputs.data; cliprepro.check compares it)."""
+        return f"proxy procedural data {self.fingerprint()}"
+
     def fingerprint(self) -> str:
         blob = json.dumps({"v": GENERATOR_VERSION, **asdict(self)}, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
