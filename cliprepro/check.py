@@ -115,7 +115,7 @@ def record_problems(record: Record, suites: dict[str, Suite], expected: dict[str
     if reason:
         out.append(f"re-judging disagrees: {reason}")
     out += provenance_problems(record)
-    if suite.runner == "train":
+    if record.scale in suite.scales and suite.runner_at(record.scale) == "train":
         out += _train_inputs(record)
         out += prediction_problems(record)
     return out

@@ -22,7 +22,7 @@ from cliprepro.verdict import exit_status
 
 
 def _print_outcome(outcome) -> None:
-    from cliprepro.report import _measured  # one formatting of measured values
+    from cliprepro.report import _measured, reason_cell  # one formatting of measured values
 
     r: Record = outcome.record
     device = r.provenance.get("device", {}).get("device_class", "—")
@@ -30,7 +30,7 @@ def _print_outcome(outcome) -> None:
     print(f"\n{r.suite} @ {r.scale}{kind} on {device}: {r.status}"
           f"{' (' + r.message.splitlines()[0] + ')' if r.message else ''}")
     rows = [[x.role, x.claim, x.metric, _measured(x), "—" if x.threshold is None else f"{x.threshold:.4g}",
-             ", ".join(f"{k} {v:g}" for k, v in x.beside.items()) or "—", x.verdict, x.reason]
+             ", ".join(f"{k} {v:g}" for k, v in x.beside.items()) or "—", x.verdict, reason_cell(x)]
             for x in r.results]
     if rows:
         print(tabulate(rows, ["role", "claim", "metric", "measured [interval]", "threshold", "beside",

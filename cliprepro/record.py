@@ -60,6 +60,7 @@ class ClaimResult(_Strict):
     n: int = 0
     threshold: float | None = None
     beside: dict[str, float] = {}  # e.g. the FLOPs-ideal ratio printed beside a speed ratio
+    explanation: str = ""  # a miss re-measured over declared confounders: which setting closes it
 
 
 class Record(_Strict):

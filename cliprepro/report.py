@@ -34,6 +34,11 @@ def _claims_table(expected: ExpectedFile) -> str:
     return tabulate(rows, ["claim", "scale", "role", "metric", "expected", "source"], tablefmt="github")
 
 
+def reason_cell(result) -> str:
+    """A verdict's reason, and beside it what explained a miss (the verdict stays as judged)."""
+    return f"{result.reason}; explained: {result.explanation}" if result.explanation else result.reason
+
+
 def _results_table(rows: list[Row]) -> str:
     body = []
     for row in rows:
@@ -41,7 +46,7 @@ def _results_table(rows: list[Row]) -> str:
         beside = ", ".join(f"{k} {v:g}" for k, v in sorted(r.beside.items()))
         verdict = f"{r.verdict} (stale)" if row.stale else r.verdict
         body.append([r.claim, r.scale, row.device_class, r.role, _measured(r), _num(r.threshold),
-                     beside or "—", verdict, r.reason, f"`{row.rid}`"])
+                     beside or "—", verdict, reason_cell(r), f"`{row.rid}`"])
     return tabulate(body, ["claim", "scale", "device", "role", "measured [interval]", "threshold",
                            "beside", "verdict", "reason", "record"], tablefmt="github")
 

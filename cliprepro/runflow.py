@@ -47,6 +47,11 @@ def released_weights_configured(layout: Layout, suite: Suite) -> bool:
     from cliprepro.userconfig import load
 
     plan = suite.scales.get("paper")
+    if plan is not None and suite.runner_at("paper") == "released":
+        from runners.released import configured
+
+        _, params = runner_params(layout, suite, "paper", None)
+        return configured(params, layout.root)
     if plan is None or suite.runner != "train":
         return False
     config, _ = load(layout.root)
@@ -86,11 +91,11 @@ def runner_params(layout: Layout, suite: Suite, scale: str, control: str | None,
     seeds; `stored` (a record's config params, for a rerun) replaces the suite's."""
     from runners import get, params_schema
 
-    runner = get(suite.runner)
+    runner = get(suite.runner_at(scale))
     data = dict(stored) if stored is not None else suite.params_for(scale, control)
     if calibration is not None and "seeds" in data:
         data["seeds"] = calibration_seeds(*calibration, len(data["seeds"]))
-    schema = params_schema(suite.runner, scale)
+    schema = params_schema(suite.runner_at(scale), scale)
     try:
         params = schema.model_validate(data)
     except ValidationError as exc:
@@ -125,12 +130,15 @@ def _result(entry: ExpectedEntry, verdict: str, reason: str, metric: rec.Metric 
 
 def judge_all(entries: list[ExpectedEntry], metrics: dict[str, rec.Metric],
               beside: dict[str, dict[str, float]], errors: list[str],
-              skip: dict[str, str] | None = None) -> list[rec.ClaimResult]:
+              skip: dict[str, str] | None = None, failed: dict[str, str] | None = None) -> list[rec.ClaimResult]:
     results = []
     for entry in entries:
         metric = metrics.get(entry.metric)
         if skip and entry.metric in skip and not errors:
             results.append(_result(entry, "skipped", skip[entry.metric]))
+            continue
+        if failed and entry.metric in failed:
+            results.append(_result(entry, "error", failed[entry.metric]))
             continue
         if errors:
             results.append(_result(entry, "error", "; ".join(errors), metric, beside.get(entry.metric)))
@@ -138,6 +146,24 @@ def judge_all(entries: list[ExpectedEntry], metrics: dict[str, rec.Metric],
         verdict, reason = judge(entry, metric.measured() if metric else None)
         results.append(_result(entry, verdict, reason, metric, beside.get(entry.metric)))
     return results
+
+
+def explain_misses(runner, params, entries: list[ExpectedEntry], results: list[rec.ClaimResult],
+                   build: Path) -> list[rec.ClaimResult]:
+    """A released-weights claim that missed, re-measured by the runner over its declared confounders
+    (runners/released.py); the finding goes beside the verdict, which it never changes."""
+    explain = getattr(runner, "explain", None)
+    if explain is None:
+        return results
+    by_key = {e.key(): e for e in entries}
+    out = []
+    for r in results:
+        e = by_key[(r.claim, r.scale)]
+        if r.verdict == "not_reproduced" and e.kind == "released_weights":
+            with progress.unit(f"{r.claim}: explaining the miss over the declared confounders", None, "grid"):
+                r = r.model_copy(update={"explanation": explain(params, e.metric, e.value, e.tolerance(), build)})
+        out.append(r)
+    return out
 
 
 def execute(layout: Layout, name: str, *, scale: str = "auto", dry_run: bool = False,
@@ -198,7 +224,8 @@ def execute(layout: Layout, name: str, *, scale: str = "auto", dry_run: bool = F
                 status = "error"
                 message = (f"ran {wall_s:.0f} s, over {RUNTIME_OVERRUN}x the declared runtime_s "
                            f"{plan.runtime_s:g} of scales.{scale}")
-            results = judge_all(entries, output.metrics, output.beside, output.errors, output.skip)
+            results = judge_all(entries, output.metrics, output.beside, output.errors, output.skip, output.failed)
+            results = explain_misses(runner, params, entries, results, build or layout.build)
             record = rec.Record(**base, status=status, message=message, results=results,
                                 metrics=output.metrics, points=output.points, inputs=output.inputs,
                                 provenance={**before, "device": output.device,

@@ -30,6 +30,9 @@ class ScalePlan(Strict):
         "runner parameters of this scale, overriding the suite's `params` key by key"))
     inherit_params: bool = Field(True, description=(
         "false: this scale's params stand alone (a paper-scale recipe has another schema)"))
+    runner: RunnerName | None = Field(None, description=(
+        "this scale's own runner (default: the suite's), e.g. a proxy that trains and a paper "
+        "scale that loads the released weights"))
 
 
 class NegativeControl(Strict):
@@ -71,6 +74,10 @@ class Suite(Strict):
         if control:
             merged.update(self.negative_controls[control].overrides)
         return merged
+
+    def runner_at(self, scale: str) -> str:
+        """The runner of one scale: its own, else the suite's."""
+        return self.scales[scale].runner or self.runner
 
     def gates_of(self, control: str) -> list[str]:
         return self.negative_controls[control].gates

@@ -2,14 +2,21 @@
 
 Read from $CLIPREPRO_CONFIG, else ./cliprepro.yaml under the root; absent file = nothing configured.
 
-    imagenet_val: /data/imagenet/val          # ImageNet-1k val folder (class sub-folders)
-    weights:                                  # released checkpoints, by the key a suite names
-      clipa_l16_i17_t16_pretrain: /ckpt/clipa_l16_i17_t16_pretrain.pt
+    imagenet_val: /data/imagenet/val          # ImageNet-1k val: the 1000 synset folders, or
+                                              # clip_benchmark's wds/imagenet1k shards (test/nshards.txt)
+    retrieval:                                # clip_benchmark wds retrieval sets, by their name
+      mscoco_captions: /data/wds_mscoco_captions
+      flickr30k: /data/wds_flickr30k
+    weights:                                  # released checkpoints, by the key a suite names:
+      clipa_l16_i17_t16_pretrain: /ckpt/clipa_l16_i17_t16_pretrain.pt   # a .pt / .safetensors file,
+      bigg_laion2b: local-dir:/ckpt/bigg      # an open_clip folder (open_clip_config.json + weights)
+      h14_laion2b: hf-hub:laion/CLIP-ViT-H-14-laion2B-s32B-b79K   # or a repo in the local HF cache
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 
@@ -19,7 +26,10 @@ from cliprepro.spec import Strict, parse, read_yaml
 
 class UserConfig(Strict):
     imagenet_val: str | None = Field(None, description="ImageNet-1k validation folder")
-    weights: dict[str, str] = Field({}, description="released checkpoint paths by key")
+    retrieval: dict[Literal["mscoco_captions", "flickr30k"], str] = Field(
+        {}, description="clip_benchmark wds retrieval set folders by name")
+    weights: dict[str, str] = Field({}, description=(
+        "released checkpoints by key: a file, local-dir:FOLDER or hf-hub:org/name (cache only)"))
 
 
 def load(root: Path) -> tuple[UserConfig, Path | None]:
@@ -35,6 +45,12 @@ def load(root: Path) -> tuple[UserConfig, Path | None]:
     if config.imagenet_val and not Path(config.imagenet_val).is_dir():
         raise InputError(path, "imagenet_val", f"no such folder: {config.imagenet_val}")
     for key, weights in sorted(config.weights.items()):
-        if not Path(weights).exists():
-            raise InputError(path, f"weights.{key}", f"no such file: {weights}")
+        if weights.startswith("hf-hub:"):
+            if weights.count("/") != 1 or weights.endswith("/"):
+                raise InputError(path, f"weights.{key}", f"{weights!r}: hf-hub: takes org/name")
+        elif not Path(weights.removeprefix("local-dir:")).exists():
+            raise InputError(path, f"weights.{key}", f"no such file or folder: {weights}")
+    for name, folder in sorted(config.retrieval.items()):
+        if not (Path(folder) / "test" / "nshards.txt").is_file():
+            raise InputError(path, f"retrieval.{name}", f"{folder}: not a clip_benchmark wds set (no test/nshards.txt)")
     return config, path

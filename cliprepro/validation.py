@@ -45,7 +45,7 @@ def validate_all(layout: Layout) -> list[str]:
         spath, epath = layout.suites / f"{name}.yaml", layout.expected / f"{name}.yaml"
         produced: dict[str, set[str]] = {}  # scale -> metrics its params will write
         for scale in suite.scales:
-            schema = params_schema(suite.runner, scale)
+            schema = params_schema(suite.runner_at(scale), scale)
             variants = [(None, "")] + [(c, f" with negative control {c}") for c in suite.negative_controls
                                        if scale == suite.ci_scale]  # controls run at CI scale
             for control, label in variants:
@@ -93,11 +93,11 @@ def validate_all(layout: Layout) -> list[str]:
                 if control is not None and control not in calibration:
                     problems.append(f"{where}: control_calibration: no calibration record {control}")
                     continue
-                path = training_path() if suite.runner == "train" else None
+                path = training_path() if suite.runner_at("proxy") == "train" else None
                 for rid in [*cited, *([control] if control else [])]:
                     r = calibration[rid]
                     try:
-                        now = params_schema(suite.runner, "proxy").model_validate(
+                        now = params_schema(suite.runner_at("proxy"), "proxy").model_validate(
                             suite.params_for("proxy", r.negative_control)).model_dump(mode="json")
                     except (ValidationError, KeyError):
                         continue  # the suite's params are reported above

@@ -1,6 +1,6 @@
-"""Experiment kinds, one module each at this level: throughput, architecture, train (registered
-kinds a suite names) and zeroshot (clip_benchmark evaluation, used by train and by released-weights
-checks). Helpers live in subpackages below them:
+"""Experiment kinds, one module each at this level: throughput, architecture, train, released
+(registered kinds a suite names) and zeroshot (clip_benchmark evaluation, used by train and by
+released). Helpers live in subpackages below them:
 
     schema/    what goes in and comes out: parameter schemas, metric names, model names, Output
     model/     open_clip models, their FLOPs, CLIPA's grid / block masks
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 # the profiler (SDPA kernel check) logs every start/stop unless told otherwise; set before torch loads
 os.environ.setdefault("KINETO_LOG_LEVEL", "5")
 
-RUNNERS = ("throughput", "architecture", "train")
+RUNNERS = ("throughput", "architecture", "train", "released")
 
 
 @runtime_checkable

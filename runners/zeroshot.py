@@ -81,7 +81,7 @@ def classify(model, tokenizer, transform, root: Path, name: str, device: torch.d
 
 
 def retrieve(model, tokenizer, transform, root: Path, name: str, device: torch.device,
-             batch_size: int = 250, recall_k: tuple[int, ...] = (1, 5)) -> Scores:
+             batch_size: int = 250, recall_k: tuple[int, ...] = (1, 5), amp: bool = False) -> Scores:
     from clip_benchmark.datasets.builder import build_dataset
     from clip_benchmark.metrics import zeroshot_retrieval as zsr
 
@@ -90,7 +90,7 @@ def retrieve(model, tokenizer, transform, root: Path, name: str, device: torch.d
     quiet_clip_benchmark_bars()
     ds = build_dataset(f"wds/{name}", root=str(root), transform=transform, split="test",
                        download=False, task="zeroshot_retrieval")
-    metrics = zsr.evaluate(model, _loader(ds, batch_size), tokenizer, device=str(device), amp=False,
+    metrics = zsr.evaluate(model, _loader(ds, batch_size), tokenizer, device=str(device), amp=amp and device.type == "cuda",
                            recall_k_list=list(recall_k))
     return Scores({k: float(v) for k, v in metrics.items()})
 
@@ -116,27 +116,71 @@ def load_model(model_name: str, checkpoint: Path, image_size: int | None, device
     return model, transform, open_clip.get_tokenizer(model_name, context_length=context_length)
 
 
-def classify_imagenet(model, tokenizer, transform, root: Path, device: torch.device,
-                      batch_size: int = 250) -> Scores:
-    """clip_benchmark's imagenet1k set from an existing folder (its builder downloads otherwise)."""
-    from clip_benchmark.datasets.builder import build_dataset, get_dataset_collate_fn
+TEMPLATE_SETS = ("openai", "one")  # clip_benchmark's imagenet1k prompts (OpenAI's 80) | one prompt
+IMAGENET_CLASSES = 1000
+
+
+def _packaged(name: str) -> dict:
+    """clip_benchmark's packaged English classnames / templates (what its builders use by default)."""
+    import json
+
+    import clip_benchmark.datasets.builder as builder
+
+    return json.loads((Path(builder.__file__).parent / f"en_{name}.json").read_text())
+
+
+def imagenet_templates(which: str) -> list[str]:
+    if which == "one":
+        return ["a photo of a {c}."]
+    return list(_packaged("zeroshot_classification_templates")["imagenet1k"])
+
+
+def imagenet_loader(root: Path, transform, batch_size: int):
+    """(classes, loader, layout) of ImageNet-1k val: clip_benchmark's wds/imagenet1k shards
+    (root/test/nshards.txt, classes from the set's classnames.txt) or a torchvision folder of the 1000
+    synset folders (classes: clip_benchmark's imagenet1k names). Never a builder that downloads."""
+    from clip_benchmark.datasets.builder import build_dataset
+    from torchvision.datasets import ImageFolder
+
+    if (root / "test" / "nshards.txt").exists():
+        ds = build_dataset("wds/imagenet1k", root=str(root), transform=transform, split="test",
+                           download=False, task="zeroshot_classification")
+        return list(ds.classes), _loader(ds, batch_size), "wds"
+    folders = [d for d in root.iterdir() if d.is_dir()]
+    if len(folders) != IMAGENET_CLASSES:  # ImageFolder numbers classes by the folders present
+        raise ValueError(f"{root}: {len(folders)} class folders; ImageNet-1k val needs all {IMAGENET_CLASSES} "
+                         "synset folders (or clip_benchmark's wds/imagenet1k shards)")
+    ds = ImageFolder(str(root), transform=transform)
+    loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=0)
+    return list(_packaged("classnames")["imagenet1k"]), loader, "folder"
+
+
+def text_digest(items: list[str]) -> str:
+    return hashlib.sha256("\n".join(items).encode()).hexdigest()[:16]
+
+
+def classify_imagenet(model, tokenizer, transform, root: Path, device: torch.device, batch_size: int = 250,
+                      templates: str = "openai", amp: bool | None = None) -> Scores:
+    """Zero-shot ImageNet-1k through clip_benchmark's classifier and loop; the class names and
+    templates used are kept (by hash) in meta. amp: clip_benchmark's autocast (default: on CUDA)."""
     from clip_benchmark.metrics import zeroshot_classification as zsc
 
     from runners.upstream.compat import fix_clip_benchmark_accuracy, quiet_clip_benchmark_bars
 
     fix_clip_benchmark_accuracy()
     quiet_clip_benchmark_bars()
-    assert root.is_dir(), "never reach clip_benchmark's imagenet1k builder without a root"
-    ds = build_dataset("imagenet1k", root=str(root), transform=transform, split="test", download=False,
-                       task="zeroshot_classification")
-    loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=4,
-                                         collate_fn=get_dataset_collate_fn("imagenet1k"))
-    amp, dev = device.type == "cuda", str(device)
-    classifier = zsc.zero_shot_classifier(model, tokenizer, ds.classes, ds.templates, dev, amp=amp)
+    assert root.is_dir(), "never reach a clip_benchmark imagenet builder without a root"
+    classes, loader, layout = imagenet_loader(root, transform, batch_size)
+    prompts = imagenet_templates(templates)
+    amp = device.type == "cuda" if amp is None else (amp and device.type == "cuda")  # never autocast on CPU
+    dev = str(device)
+    classifier = zsc.zero_shot_classifier(model, tokenizer, classes, prompts, dev, amp=amp)
     logits, target = zsc.run_classification(model, classifier, loader, dev, amp=amp)
     acc1, acc5 = zsc.accuracy(logits, target, topk=(1, 5))
     correct = (logits.argmax(axis=1) == target).numpy().astype(np.uint8)
-    return Scores({"acc1": acc1, "acc5": acc5}, correct, {"n": int(len(target))})
+    meta = {"n": int(len(target)), "layout": layout, "templates": templates, "templates_sha256": text_digest(prompts),
+            "n_templates": len(prompts), "classnames_sha256": text_digest(classes), "amp": amp}
+    return Scores({"acc1": acc1, "acc5": acc5}, correct, meta)
 
 
 def folder_fingerprint(root: Path) -> str:

@@ -224,7 +224,7 @@ class TestReadErrors:
         [
             (lambda d: d.update(colour="red"), "colour", "unknown key; allowed: "),
             (lambda d: d["results"][0].update(colour="red"), "results.0.colour",
-             "unknown key; allowed: beside, claim, hi"),
+             "unknown key; allowed: beside, claim, explanation, hi"),
             (lambda d: d["results"][0].update(verdict="passed"), "results.0.verdict", "reproduced"),
             (lambda d: d.update(status="done"), "status", "completed"),
             (lambda d: d.pop("provenance"), "provenance", "required"),

@@ -8,6 +8,7 @@ CPU, in CI, not first on a GPU).
 from __future__ import annotations
 
 from runners.schema.params import ArchitectureParams, PaperRecipe, ThroughputParams, TrainParams
+from runners.schema.released import ReleasedParams
 
 # throughput
 
@@ -119,6 +120,11 @@ def in1k_gain(name: str) -> str:
     return f"in1k_gain_{name}"
 
 
+def released_retrieval(dataset: str, k: int, model: str) -> str:
+    """clip_benchmark's image_retrieval_recall@k (text -> image) on a retrieval set, for one model."""
+    return f"{dataset}_image_retrieval_recall_at_{k}_{model}"
+
+
 def _throughput(p: ThroughputParams) -> set[str]:
     names = {tokens(c.name) for c in p.token_checks}
     for mode in p.modes:
@@ -162,10 +168,16 @@ def _paper_recipe(p: PaperRecipe) -> set[str]:
     return {in1k_accuracy(s.name) for s in p.stages} | {in1k_gain(c.name) for c in p.compare}
 
 
+def _released(p: ReleasedParams) -> set[str]:
+    return ({in1k_accuracy(m.name) for m in p.models}
+            | {released_retrieval(d, p.retrieval_k, m.name) for m in p.models for d in m.retrieval})
+
+
 def declared(params) -> set[str]:
     """Every metric a run with these params writes (or skips, saying why)."""
     for schema, names in ((ThroughputParams, _throughput), (ArchitectureParams, _architecture),
-                          (TrainParams, _train), (PaperRecipe, _paper_recipe)):
+                          (TrainParams, _train), (PaperRecipe, _paper_recipe),
+                          (ReleasedParams, _released)):
         if isinstance(params, schema):
             return names(params)
     raise TypeError(f"no metric names for {type(params).__name__}")

@@ -18,6 +18,7 @@ class Output:
     points: list[dict[str, Any]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # plan mismatches etc.: every claim -> error
     skip: dict[str, str] = field(default_factory=dict)  # metric -> why its claim is skipped
+    failed: dict[str, str] = field(default_factory=dict)  # metric -> why its claim is an error (refused input)
     inputs: dict[str, Any] = field(default_factory=dict)
     device: dict[str, Any] = field(default_factory=dict)
 

@@ -347,4 +347,8 @@ SCHEMAS: dict[str, type] = {"throughput": ThroughputParams, "architecture": Arch
 def params_schema(runner: str, scale: str) -> type:
     """A runner's parameter schema at a scale (train at paper scale: a published recipe); the
     registry of kinds is runners.RUNNERS."""
+    if runner == "released":  # imported here: runners.schema.released builds on this module
+        from runners.schema.released import ReleasedParams
+
+        return ReleasedParams
     return PaperRecipe if (runner == "train" and scale == "paper") else SCHEMAS[runner]
