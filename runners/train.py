@@ -29,9 +29,9 @@ from runners.model.masks import classify_kept, kept_patches, planned_mask
 from runners import declared_metrics
 from runners.model.models import image_token_count, model_config, with_overrides
 from runners.model.models import uses_syntax_mask as model_uses_syntax
-from runners.training import fingerprint
+from runners.training import fingerprint, soups
 from runners.training.recipe import describe
-from runners.training.stage import PROBE, STEP_LOG, train_all, trainer_jobs
+from runners.training.stage import PROBE, STEP_LOG, epoch_samples, train_all, trainer_jobs
 from runners.upstream import steplog
 
 __all__ = ["Params", "plan", "run"]
@@ -72,8 +72,11 @@ def plan(params: Params | PaperRecipe, scale: str) -> str:
         lines.append(f"  stage {s.name}: {s.model} at {s.image_size or 'native'} px"
                      f"{''.join(', ' + c for c in cuts if c)} ({tokens['image_tokens']} image / "
                      f"{tokens['text_tokens']} text tokens), {s.epochs} epochs"
-                     f"{f' of {s.train_num_samples} samples' if s.train_num_samples else ''}, batch "
+                     f"{f' of {s.train_num_samples} samples' if s.train_num_samples else ''}"
+                     f"{f' of its first {s.train_shards} shard(s)' if s.train_shards else ''}, batch "
                      f"{s.batch_size}, lr {s.lr}, warmup {s.warmup}, from {s.init}, seeds {params.seeds_of(s)}")
+    lines += [f"  soup {x.name}: uniform weight average of {', '.join(x.of)} per seed; its best ingredient "
+              f"picked on the first {x.selection_fraction:g} of each attribute's eval examples" for x in params.soups]
     return "\n".join(lines)
 
 
@@ -184,7 +187,7 @@ def run(params: Params | PaperRecipe, scale: str, build_dir: Path = CACHE) -> Ou
     gflop: dict[str, float] = {}
     for stage in params.stages:
         init = params.init_of(stage)
-        own = stage.epochs * (stage.train_num_samples or spec.train_samples) * train_gflop_per_sample(stage)
+        own = stage.epochs * epoch_samples(stage, spec) * train_gflop_per_sample(stage)
         gflop[stage.name] = own + (gflop[init.name] if init else 0.0)  # compute from scratch to here
         for seed in params.seeds_of(stage):
             t = trained[(stage.name, seed)]
@@ -207,17 +210,45 @@ def run(params: Params | PaperRecipe, scale: str, build_dir: Path = CACHE) -> Ou
                                   if probe.exists() and stage.epochs else {}),
                                "predictions": zeroshot.pack(correct[(stage.name, seed)]),
                                **{k: round(v, 4) for k, v in scores_here.items()}})
+    for soup in params.soups:
+        _soup(params, soup, spec, data, trained, correct, accs, out, build_dir / "train")
     for name, values in accs.items():  # per attribute: shown, not judged (claims judge paired metrics)
         out.metrics[name] = from_samples(values, "%") if len(values) > 1 else exact(values[0], "%")
         out.metrics[name] = out.metrics[name].model_copy(update={"over": None})
-    for stage in params.stages:  # a stage's mean accuracy over seeds, with its evaluation s.e.
-        seeds = [s for s in params.seeds_of(stage) if (stage.name, s) in correct]
-        out.metrics[names.stage_accuracy(stage.name, "mean")] = paired_gain([100 * correct[(stage.name, s)] for s in seeds], "%")
+    for name in [s.name for s in params.stages] + [s.name for s in params.soups]:  # mean accuracy over seeds, with its eval s.e.
+        seeds = [s for s in params.seeds if (name, s) in correct]
+        out.metrics[names.stage_accuracy(name, "mean")] = paired_gain([100 * correct[(name, s)] for s in seeds], "%")
     out.metrics.update(rate_metrics(out.points))
     out.metrics.update(contrasts.all_metrics(params, correct))
     if params.text_checks:
         out.metrics.update(textcheck.measure(params.text_checks, data))
     return out
+
+
+def _soup(params: Params, soup, spec: DataSpec, data: Path, trained: dict, correct: dict, accs: dict,
+          out: Output, cache: Path) -> None:
+    """Per seed its ingredients share: the uniform soup, evaluated like a stage (cached beside it),
+    then its paired metrics (runners.training.soups)."""
+    first = next(s for s in params.stages if s.name == soup.of[0])  # one architecture (TrainParams checks)
+    seeds = [s for s in params.seeds if all((n, s) in trained for n in soup.of)]
+    for seed in seeds:
+        ckpt = soups.checkpoint(soup, {n: (trained[(n, seed)].checkpoint, trained[(n, seed)].logs.name)
+                                       for n in soup.of}, cache)
+        cached = ckpt.parent / f"eval-{eval_key(params, spec)}.json"
+        if not cached.exists():
+            evaluate_to(params, first, ckpt, data, cached)
+        scores = json.loads(cached.read_text())
+        correct[(soup.name, seed)] = zeroshot.unpack(scores["correct"])
+        for key, value in scores["scores"].items():
+            if key.startswith("acc1_"):
+                accs.setdefault(names.stage_accuracy(soup.name, key.removeprefix("acc1_")), []).append(value)
+        out.points.append({"stage": soup.name, "seed": seed, "soup_of": list(soup.of), "predictions": scores["correct"],
+                           **{k: round(v, 4) for k, v in scores["scores"].items() if k.startswith("acc1_")}})
+    metrics, per_seed = soups.measure(params, soup, correct, seeds)
+    out.metrics.update(metrics)
+    for extra in per_seed:  # beside the soup's own point of that seed
+        point = next(p for p in out.points if p["stage"] == soup.name and p["seed"] == extra["seed"])
+        point.update({k: v for k, v in extra.items() if k not in ("soup", "seed")})
 
 
 def rate_metrics(points: list[dict]) -> dict[str, Metric]:

@@ -62,6 +62,22 @@ class TestStageArgv:
         assert (flags["--force-image-size"], flags["--seed"], flags["--epochs"]) == ("16", "7", "2")
         assert flags["--beta2"] == "0.98" and flags["--eps"] == "1e-06"  # explicit, not name-dependent
 
+    def test_a_data_subset_and_a_seed_offset(self, tmp_path):
+        stage = Stage(name="sub", model="ViT-TinyB-CL16", epochs=2, batch_size=64, lr=1e-3, train_shards=1, seed_offset=5)
+        params = TrainParams(stages=[stage], seeds=[0])
+        (tmp_path / "train").mkdir()
+        for i in range(3):
+            (tmp_path / "train" / f"shard-{i:05d}.tar").touch()
+        flags = dict(zip(*[iter(stage_argv(params, stage, tmp_path, tmp_path / "logs", 7, None))] * 2))
+        assert flags["--train-data"].endswith("train/shard-{00000..00000}.tar") and flags["--seed"] == "12"
+
+    def test_later_fields_at_their_default_leave_dumps_as_they_were(self):
+        """Records made before seed_offset / train_shards / soups existed still match today's params."""
+        stage = Stage(name="a", model="ViT-TinyB-CL16", epochs=1, batch_size=8, lr=1e-3)
+        assert not {"seed_offset", "train_shards"} & set(stage.model_dump(mode="json"))
+        assert "soups" not in TrainParams(stages=[stage], seeds=[0]).model_dump(mode="json")
+        assert stage.model_copy(update={"seed_offset": 1}).model_dump()["seed_offset"] == 1
+
 
 PARENT = """
 import subprocess, sys, time

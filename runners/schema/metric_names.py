@@ -95,6 +95,14 @@ def best_of(name: str) -> str:
     return f"best_of_{name}"
 
 
+def soup_over_mean(soup: str) -> str:
+    return f"soup_over_mean_{soup}"
+
+
+def soup_over_best(soup: str) -> str:
+    return f"soup_over_best_{soup}"
+
+
 def content_words(check: str) -> str:
     return f"content_words_{check}"
 
@@ -159,6 +167,9 @@ def _train(p: TrainParams) -> set[str]:
     names |= {gain(c.name) for c in p.compare} | {contrast(c.name) for c in p.contrasts}
     for b in p.best_of:
         names |= {best_of(b.name)} | {best_over(b.best, o) for o in b.others}
+    for soup in p.soups:
+        names |= {stage_accuracy(soup.name, a) for a in [*p.attributes, "mean"]}
+        names |= {soup_over_mean(soup.name), soup_over_best(soup.name)}
     for t in p.text_checks:
         names |= {content_words(t.name)} | {content_words_kept(t.name, m) for m in (t.mask, t.reference)}
     return names

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BeforeValidator, Field, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, model_serializer, model_validator
 
 from cliprepro.spec import Strict
 from runners.schema.model_names import check_aug_cfg, check_model
@@ -13,6 +13,20 @@ ModelName = Annotated[str, AfterValidator(check_model)]  # an open_clip config, 
 # as an alias that is stored as "simple"
 TextMask = Annotated[Literal["truncate", "syntax", "random", "simple"],
                      BeforeValidator(lambda v: "simple" if v == "block" else v)]
+
+
+class _LaterFields(Strict):
+    """Fields added after records and stage caches were made are left out of a dump while at
+    their default, so an older record's params and a stage's cache key read as they did."""
+    _later: tuple[str, ...] = ()
+
+    @model_serializer(mode="wrap")
+    def _omit_later_defaults(self, handler):
+        data = handler(self)
+        for name in self._later:
+            if name in data and getattr(self, name) == type(self).model_fields[name].default:
+                del data[name]
+        return data
 
 
 class Arm(Strict):
@@ -167,9 +181,10 @@ class DataParams(Strict):
     shard_samples: int = Field(2048, ge=16)
 
 
-class Stage(Strict):
+class Stage(_LaterFields):
     """One open_clip_train run. epochs 0: no training; the init stage's weights are evaluated
     with this stage's model and image size (the 'no fine-tune stage' control)."""
+    _later = ("seed_offset", "train_shards")
     name: str = Field(pattern=r"^[a-z0-9_]+$")
     model: ModelName
     image_size: int | None = Field(None, ge=4, description="--force-image-size (resize: fewer tokens)")
@@ -187,6 +202,9 @@ class Stage(Strict):
     warmup: int = Field(0, ge=0)
     init: str = Field("scratch", description="'scratch', 'previous' or the name of an earlier stage")
     n_seeds: int | None = Field(None, ge=1, description="train only the run's first n seeds (None: all)")
+    seed_offset: int = Field(0, ge=0, description=(
+        "trainer seed = the run's seed + this: models that share no init (a soup's negative control)"))
+    train_shards: int | None = Field(None, ge=1, description="train on the first n shards only (a data subset)")
 
     @model_validator(mode="after")
     def _mask(self) -> "Stage":
@@ -220,6 +238,15 @@ class BestOf(Strict):
     others: list[str] = Field(min_length=1)
 
 
+class Soup(Strict):
+    """The uniform weight average of stages' checkpoints, per seed (runners/model/soup.py),
+    evaluated like a stage. The eval set is split per attribute: the first `selection_fraction`
+    of its examples pick the best ingredient, the rest is the test split every soup metric uses."""
+    name: str = Field(pattern=r"^[a-z0-9_]+$")
+    of: list[str] = Field(min_length=2, description="its ingredients: stages of one architecture")
+    selection_fraction: float = Field(0.5, gt=0, lt=1)
+
+
 class TextCheck(Strict):
     """Content words a text mask keeps, per caption, against a reference mask, measured with
     open_clip's own tokenizer on the eval captions of one phrasing group."""
@@ -230,7 +257,8 @@ class TextCheck(Strict):
     captions: Literal["filler_first", "content_first", "all"] = "filler_first"
 
 
-class TrainParams(Strict):
+class TrainParams(_LaterFields):
+    _later = ("soups",)
     data: DataParams = DataParams()
     stages: list[Stage] = Field(min_length=1)
     seeds: list[int] = Field(min_length=1)
@@ -242,6 +270,7 @@ class TrainParams(Strict):
     contrasts: list[Contrast] = []
     best_of: list[BestOf] = []
     text_checks: list[TextCheck] = []
+    soups: list[Soup] = []
     workers: int = Field(1, ge=0)
     beta1: float = 0.9
     beta2: float = 0.98
@@ -269,10 +298,17 @@ class TrainParams(Strict):
         refs = [(f"comparison {c.name}", [c.a, c.b]) for c in self.compare]
         refs += [(f"contrast {c.name}", list(c.terms)) for c in self.contrasts]
         refs += [(f"best_of {c.name}", [c.best, *c.others]) for c in self.best_of]
+        refs += [(f"soup {c.name}", c.of) for c in self.soups]
         for what, stages in refs:
             for ref in stages:
                 if ref not in names:
                     raise ValueError(f"{what}: no stage {ref!r}; stages: {names}")
+        for soup in self.soups:
+            if soup.name in names:
+                raise ValueError(f"soup {soup.name}: a stage has that name")
+            models = {s.model for s in self.stages if s.name in soup.of}
+            if len(models) != 1:
+                raise ValueError(f"soup {soup.name}: ingredients of one architecture only, got {sorted(models)}")
         return self
 
     def init_of(self, stage: Stage) -> Stage | None:

@@ -62,12 +62,12 @@ def stage_argv(params: Params, stage: Stage, data: Path, logs: Path, seed: int,
                init: Path | None) -> list[str]:
     """open_clip_train arguments for one stage (the shards' sizes.json gives the sample count),
     then ours for runners.upstream.openclip_main (image / text masks, the first-batch token probe)."""
-    shards = sorted((data / "train").glob("shard-*.tar"))
+    shards = sorted((data / "train").glob("shard-*.tar"))[:stage.train_shards]  # a subset: the first n
     argv = ["--train-data", f"{data / 'train'}/shard-{{00000..{len(shards) - 1:05d}}}.tar",
             "--dataset-type", "webdataset", "--model", stage.model, "--epochs", str(stage.epochs),
             "--batch-size", str(stage.batch_size), "--lr", str(stage.lr), "--warmup", str(stage.warmup),
             "--wd", str(params.wd), "--beta1", str(params.beta1), "--beta2", str(params.beta2),
-            "--eps", str(params.eps), "--workers", str(params.workers), "--seed", str(seed),
+            "--eps", str(params.eps), "--workers", str(params.workers), "--seed", str(seed + stage.seed_offset),
             "--logs", str(logs), "--name", STAGE_DIR, "--save-frequency", "1", "--precision", "fp32",
             "--report-to", "", "--log-every-n-steps", "1000000"]
     if stage.image_size:
@@ -99,9 +99,14 @@ def die_with_parent() -> None:
         _PRCTL(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
 
 
+def epoch_samples(stage: Stage, spec: DataSpec) -> int:
+    """Samples per epoch: --train-num-samples, else the shards it reads (all, or its first n)."""
+    shards = min(spec.train_samples, stage.train_shards * spec.shard_samples) if stage.train_shards else spec.train_samples
+    return stage.train_num_samples or shards
+
+
 def steps_planned(stage: Stage, spec: DataSpec) -> int:
-    samples = stage.train_num_samples or spec.train_samples
-    return stage.epochs * -(-samples // stage.batch_size)
+    return stage.epochs * -(-epoch_samples(stage, spec) // stage.batch_size)
 
 
 def run_stage(params: Params, stage: Stage, data: Path, logs: Path, seed: int, init: Path | None,
