@@ -49,6 +49,19 @@ class TestMeasure:
         assert metrics["soup_over_mean_soup"].value == -100 and metrics["soup_over_best_soup"].value == -100
 
 
+class TestVersus:
+    def test_gain_over_mean_minus_the_other_soups(self):
+        stages = [Stage(name=n, model=MODEL, epochs=1, batch_size=8, lr=1e-3) for n in "abcd"]
+        params = TrainParams(stages=stages, seeds=[0], attributes=["shape"],
+                             soups=[{"name": "ref", "of": ["c", "d"]}, {"name": "soup", "of": ["a", "b"], "versus": "ref"}])
+        ones, zeros = np.ones(4, dtype=np.uint8), np.zeros(4, dtype=np.uint8)
+        correct = {(n, 0): ones for n in "abcd"} | {("soup", 0): ones, ("ref", 0): zeros}
+        metrics, _ = soups.measure(params, params.soups[1], correct, [0])
+        assert metrics["soup_over_mean_soup_minus_ref"].value == pytest.approx(100.0)  # 0 - (-100)
+        with pytest.raises(ValidationError, match="versus must name an earlier soup"):
+            TrainParams(stages=stages, seeds=[0], soups=[{"name": "soup", "of": ["a", "b"], "versus": "ref"}])
+
+
 class TestDeclaration:
     def test_ingredients_must_be_stages_of_one_architecture(self):
         with pytest.raises(ValidationError, match="no stage 'z'"):

@@ -103,6 +103,10 @@ def soup_over_best(soup: str) -> str:
     return f"soup_over_best_{soup}"
 
 
+def soup_gain_versus(soup: str, versus: str) -> str:
+    return f"soup_over_mean_{soup}_minus_{versus}"
+
+
 def content_words(check: str) -> str:
     return f"content_words_{check}"
 
@@ -170,6 +174,8 @@ def _train(p: TrainParams) -> set[str]:
     for soup in p.soups:
         names |= {stage_accuracy(soup.name, a) for a in [*p.attributes, "mean"]}
         names |= {soup_over_mean(soup.name), soup_over_best(soup.name)}
+        if soup.versus:
+            names.add(soup_gain_versus(soup.name, soup.versus))
     for t in p.text_checks:
         names |= {content_words(t.name)} | {content_words_kept(t.name, m) for m in (t.mask, t.reference)}
     return names

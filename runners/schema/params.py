@@ -245,6 +245,9 @@ class Soup(Strict):
     name: str = Field(pattern=r"^[a-z0-9_]+$")
     of: list[str] = Field(min_length=2, description="its ingredients: stages of one architecture")
     selection_fraction: float = Field(0.5, gt=0, lt=1)
+    versus: str | None = Field(None, description=(
+        "an earlier soup: how much more this soup gains over its ingredients' mean than that one does "
+        "(e.g. ingredients sharing stage 1's init vs trained from scratch)"))
 
 
 class TextCheck(Strict):
@@ -303,9 +306,12 @@ class TrainParams(_LaterFields):
             for ref in stages:
                 if ref not in names:
                     raise ValueError(f"{what}: no stage {ref!r}; stages: {names}")
-        for soup in self.soups:
+        for i, soup in enumerate(self.soups):
             if soup.name in names:
                 raise ValueError(f"soup {soup.name}: a stage has that name")
+            if soup.versus is not None and soup.versus not in [x.name for x in self.soups[:i]]:
+                raise ValueError(f"soup {soup.name}: versus must name an earlier soup, one of "
+                                 f"{[x.name for x in self.soups[:i]]}")
             models = {s.model for s in self.stages if s.name in soup.of}
             if len(models) != 1:
                 raise ValueError(f"soup {soup.name}: ingredients of one architecture only, got {sorted(models)}")

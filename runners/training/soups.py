@@ -45,22 +45,34 @@ def selection_mask(n_total: int, n_attributes: int, fraction: float) -> np.ndarr
     return (np.arange(n_total) % per) < round(fraction * per)
 
 
+def _over_mean(soup: Soup, correct: dict[tuple[str, int], np.ndarray], seed: int, test: np.ndarray) -> np.ndarray:
+    parts = [correct[(n, seed)].astype(np.float64)[test] for n in soup.of]
+    return 100 * (correct[(soup.name, seed)].astype(np.float64)[test] - np.mean(parts, axis=0))
+
+
 def measure(params: TrainParams, soup: Soup, correct: dict[tuple[str, int], np.ndarray],
             seeds: list[int]) -> tuple[dict[str, Metric], list[dict]]:
     """Per seed on the test split: soup - mean of its ingredients, and soup - the ingredient with
-    the best selection-split accuracy (with McNemar's p of that pair); paired over seeds."""
-    over_mean, over_best, points = [], [], []
+    the best selection-split accuracy (with McNemar's p of that pair); with `versus`, this soup's
+    gain over its mean minus that soup's. Each paired per example, over seeds."""
+    over_mean, over_best, versus, points = [], [], [], []
     for seed in seeds:
         soup_c = correct[(soup.name, seed)].astype(np.float64)
         select = selection_mask(soup_c.size, len(params.attributes), soup.selection_fraction)
         test = ~select
         parts = {n: correct[(n, seed)].astype(np.float64) for n in soup.of}
         best = max(soup.of, key=lambda n: (parts[n][select].mean(), n))
-        over_mean.append(100 * (soup_c[test] - np.mean([parts[n][test] for n in soup.of], axis=0)))
+        over_mean.append(_over_mean(soup, correct, seed, test))
+        if soup.versus:
+            other = next(x for x in params.soups if x.name == soup.versus)
+            versus.append(over_mean[-1] - _over_mean(other, correct, seed, test))
         over_best.append(100 * (soup_c[test] - parts[best][test]))
         pair = paired(parts[best][test], soup_c[test])
         points.append({"soup": soup.name, "seed": seed, "best_ingredient": best, "test_examples": int(test.sum()),
                        "vs_best_only_soup": pair.only_b, "vs_best_only_best": pair.only_a,
                        "vs_best_mcnemar_p": round(pair.p_value, 6)})
-    return ({names.soup_over_mean(soup.name): paired_gain(over_mean),
-             names.soup_over_best(soup.name): paired_gain(over_best)}, points)
+    metrics = {names.soup_over_mean(soup.name): paired_gain(over_mean),
+               names.soup_over_best(soup.name): paired_gain(over_best)}
+    if soup.versus:
+        metrics[names.soup_gain_versus(soup.name, soup.versus)] = paired_gain(versus)
+    return metrics, points
