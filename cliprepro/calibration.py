@@ -109,7 +109,8 @@ def record_problems(record: rec.Record, params_now: dict, training_path: str | N
     cal = record.provenance.get("calibration", {})
     if not cal.get("fresh_cache"):
         out.append("did not train in a fresh stage cache")
-    stages = [p for p in record.points if "stage" in p]  # train runner points; trained None: epochs 0
+    # train runner points of trained stages (trained None: epochs 0); a soup's point is made from them
+    stages = [p for p in record.points if "stage" in p and "soup_of" not in p]
     if any("trained" not in p for p in stages):
         out.append("does not say whether its stages were trained fresh")
     reused = [f"{p['stage']}/seed{p['seed']}" for p in stages if p.get("trained") is False]

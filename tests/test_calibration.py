@@ -109,6 +109,12 @@ class TestRecordProblems:
         problems = record_problems(calibration_record(**over), self.NOW, "fp1")
         assert len(problems) == 1 and problem in problems[0], problems
 
+    def test_a_soup_point_is_made_from_trained_stages_not_trained(self):
+        from cliprepro.calibration import record_problems
+
+        points = [{"stage": "a", "seed": 1000000, "trained": True}, {"stage": "soup", "seed": 1000000, "soup_of": ["a"]}]
+        assert record_problems(calibration_record(points=points), self.NOW, "fp1") == []
+
     def test_a_suite_without_training_has_no_training_path(self):
         from cliprepro.calibration import record_problems
 
