@@ -50,6 +50,13 @@ def _outcome_status(outcome) -> int:
 def cmd_run(args, layout: Layout) -> int:
     from cliprepro.runflow import execute, pick_scale
 
+    if args.train or args.launcher or args.cluster:  # training a published recipe: cliprepro.launching
+        from cliprepro.launching import cmd_train
+
+        if not args.train:
+            raise InputError("--launcher", "--train", "--launcher and --cluster go with --train (a published recipe)")
+        return cmd_train(args, layout)
+
     names = layout.suite_names() if args.suite == "all" else [args.suite]
     out = Path(args.out) if args.out else None
     if out is None and args.suite == "all" and args.scale == "ci":
@@ -240,6 +247,10 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--claim", action="append", default=[], help="only this claim id (repeatable)")
     r.add_argument("--out", help="write records to OUT/results and reports to OUT/reports")
     r.add_argument("--negative-control", help="run the named negative control (its gates must fail)")
+    r.add_argument("--train", action="store_true", help="train the published recipe (--scale paper) with --launcher")
+    r.add_argument("--launcher", choices=["local", "torchrun", "slurm", "deepspeed"],
+                   help="how --train runs: one process, torchrun (one node), an sbatch script, DeepSpeed")
+    r.add_argument("--cluster", help="cluster config YAML (nodes, gpus_per_node, partition, ...; $CLIPREPRO_CLUSTER)")
     c = sub.add_parser("calibrate", parents=[root], help="run the proxy scale N times and set the gates in expected/")
     c.add_argument("suite")
     c.add_argument("--runs", type=int, help="number of runs (at least 5 if a run is under 1 min, else 3)")

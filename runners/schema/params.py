@@ -354,6 +354,8 @@ class PaperRecipe(Strict):
     gpus: int = Field(8, ge=1)
     train_data: str = "/path/to/laion-400m"
     common_flags: list[str] = []
+    epoch_samples: int | None = Field(None, ge=1, description=(
+        "samples in one epoch of train_data: the plan's samples seen and GPU-hours (None: unknown)"))
     stages: list[PaperStage] = Field(min_length=1)
     compare: list[Comparison] = Field([], description="paired ImageNet gains of released checkpoints")
 
