@@ -33,7 +33,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY_FILES = ("pyproject.toml", "constraints.txt")
-EXTRAS = ("test",)
+EXTRAS = ("test", "zero")  # the one venv: tests and DeepSpeed too (CI runs the ZeRO-1 test)
 MARKER = ".cliprepro-complete"
 
 
