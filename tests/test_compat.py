@@ -153,6 +153,37 @@ class TestSyntaxMaskOffline:
         assert "text_mask" not in cfg["text_cfg"]
 
 
+class TestDdpOnCpu:
+    def test_upstream_passes_a_cpu_device_to_ddp(self):
+        import open_clip_train.main as ocm
+
+        text = open(ocm.__file__).read()  # unconditional: torch refuses device_ids for a CPU module
+        assert "DistributedDataParallel(model, device_ids=[device], **ddp_args)" in text
+
+    def test_fix_is_installed(self):
+        import open_clip_train.main as ocm
+
+        compat.ddp_on_cpu()
+        assert getattr(ocm.main, "__cliprepro_patched__", False)
+
+    @pytest.mark.slow
+    def test_torchrun_two_cpu_processes_train_a_proxy_stage(self, tmp_path):
+        """The torchrun path end to end on a CPU: 2 processes (gloo), one epoch of proxy data
+        (fails with upstream's DDP wrapping: runners.upstream.openclip_main applies the fix)."""
+        from runners.training.proxydata import DataSpec, ensure
+
+        data = ensure(DataSpec(train_samples=256, eval_samples=10, shard_samples=64), tmp_path / "data")
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "runners.upstream.openclip_main",
+               "--train-data", f"{data}/train/shard-{{00000..00003}}.tar", "--dataset-type", "webdataset",
+               "--model", "ViT-Tiny48-P8", "--epochs", "1", "--batch-size", "32", "--lr", "1e-3", "--workers", "1",
+               "--seed", "0", "--name", "s", "--precision", "fp32", "--report-to", "", "--dist-backend", "gloo"]
+        env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+        done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert (tmp_path / "logs" / "s" / "checkpoints" / "epoch_1.pt").exists()
+        assert "world_size: 2" in (tmp_path / "logs" / "s" / "out.log").read_text()
+
+
 class TestAtomicCheckpoints:
     def test_a_failed_save_leaves_nothing(self, tmp_path, monkeypatch):
         import torch as t

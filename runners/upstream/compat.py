@@ -7,6 +7,8 @@ that fails when the bug is gone (so the fix can go) or back (so the fix is still
   `punkt_tab` (not available offline). We skip the download and tokenize words with NLTK's
   Treebank tokenizer (needs no data); the POS tagger comes from NLTK_DATA, and a clear error says
   how to install it when it is missing. Never `nltk.download`.
+- open_clip_train wraps DDP with device_ids=[device] on a CPU too, which torch refuses: torchrun on
+  CPUs (gloo) failed before the first step. A CPU device passes none.
 - open_clip_train saves checkpoints with a plain torch.save: a run killed mid-save leaves a
   truncated epoch_N.pt that `--resume latest` then fails to load. Saves to a path go through a
   temp file and os.replace in the trainer's process (runners.upstream.openclip_main).
@@ -89,6 +91,15 @@ def seeded_sample_shuffle() -> None:
     patch_source(ocd, "get_wds_dataset", "wds.shuffle(\n", "detshuffle2(seed=-1, epoch=shared_epoch,\n")
 
 
+def ddp_on_cpu() -> None:
+    """open_clip_train wraps the model in DDP with device_ids=[device] on a CPU too, which torch
+    refuses ('device_ids ... only work with ... GPU modules'): torchrun on CPUs (gloo) passes none.
+    Only the distributed branch changes; one process trains as before."""
+    import open_clip_train.main as ocm
+
+    patch_source(ocm, "main", "device_ids=[device]", "device_ids=[device] if device.type == 'cuda' else None")
+
+
 def atomic_checkpoint_saves() -> None:
     """torch.save(obj, path) writes path.tmp, then renames it: a checkpoint is whole or absent."""
     import torch
@@ -159,6 +170,7 @@ def apply_all(*, syntax_mask: bool = False) -> None:
     """Every fix the train and zero-shot paths need; syntax_mask also checks the NLTK tagger."""
     fix_webdataset_eof()
     seeded_sample_shuffle()
+    ddp_on_cpu()
     atomic_checkpoint_saves()
     fix_clip_benchmark_accuracy()
     if syntax_mask:
