@@ -261,7 +261,7 @@ class TextCheck(Strict):
 
 
 class TrainParams(_LaterFields):
-    _later = ("soups",)
+    _later = ("soups", "max_loss")
     data: DataParams = DataParams()
     stages: list[Stage] = Field(min_length=1)
     seeds: list[int] = Field(min_length=1)
@@ -279,6 +279,9 @@ class TrainParams(_LaterFields):
     beta2: float = 0.98
     eps: float = 1e-6
     wd: float = 0.1
+    max_loss: float | None = Field(None, gt=0, description=(
+        "a training loss above this is a divergence (a non-finite one always is): the run stops, "
+        "recorded as an error"))
 
     @model_validator(mode="after")
     def _refs(self) -> "TrainParams":
@@ -348,9 +351,10 @@ class PaperStage(Strict):
     weights_key: str = Field(description="user-config key of the released checkpoint of this stage")
 
 
-class PaperRecipe(Strict):
+class PaperRecipe(_LaterFields):
     """A paper-scale two-stage recipe: printed as torchrun lines (--dry-run); its released weights
     are evaluated on ImageNet when the user config provides them."""
+    _later = ("max_loss",)
     gpus: int = Field(8, ge=1)
     train_data: str = "/path/to/laion-400m"
     common_flags: list[str] = []
@@ -358,6 +362,8 @@ class PaperRecipe(Strict):
         "samples in one epoch of train_data: the plan's samples seen and GPU-hours (None: unknown)"))
     stages: list[PaperStage] = Field(min_length=1)
     compare: list[Comparison] = Field([], description="paired ImageNet gains of released checkpoints")
+    max_loss: float | None = Field(None, gt=0, description=(
+        "a training loss above this is a divergence (a non-finite one always is): the run stops"))
 
     @model_validator(mode="after")
     def _divisible(self) -> "PaperRecipe":

@@ -36,6 +36,8 @@ def stage_argv(recipe: PaperRecipe, stage: PaperStage, init: str | None) -> list
         argv += ["--aug-cfg", *(f"{k}={v}" for k, v in stage.aug_cfg.items())]
     if init:
         argv += ["--pretrained", init]
+    if recipe.max_loss is not None:  # ours (runners.upstream.divergence); NaN stops a run regardless
+        argv += ["--cliprepro-max-loss", f"{recipe.max_loss:g}"]
     return argv + list(recipe.common_flags) + ["--name", stage.name]
 
 

@@ -28,6 +28,7 @@ from runners.schema.params import Stage, TrainParams as Params
 from runners.training import fingerprint
 from runners.training.proxydata import DataSpec
 from runners.upstream import steplog
+from runners.upstream.divergence import DIVERGED, Diverged
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 STAGE_DIR = "stage"  # open_clip_train --name inside each stage's cache folder
@@ -84,6 +85,8 @@ def stage_argv(params: Params, stage: Stage, data: Path, logs: Path, seed: int,
         argv += ["--cliprepro-mask-kind", stage.mask_kind]
     if stage.text_mask != "truncate":
         argv += ["--cliprepro-text-mask", stage.text_mask]
+    if params.max_loss is not None:
+        argv += ["--cliprepro-max-loss", str(params.max_loss)]
     return argv + ["--cliprepro-token-probe", str(logs / PROBE), "--cliprepro-step-log", str(logs / STEP_LOG)]
 
 
@@ -143,6 +146,9 @@ def run_stage(params: Params, stage: Stage, data: Path, logs: Path, seed: int, i
         return final, True
     if returncode != 0 or not final.exists():
         lines = [x for x in (logs / TRAINER_LOG).read_text().splitlines() if x.strip() and x[:2] not in ("I1", "W1")]
+        if returncode == DIVERGED:  # an error with where it diverged, never a result to judge
+            said = next((x for x in reversed(lines) if "diverged" in x), "training diverged")
+            raise Diverged(f"stage {stage.name} (seed {seed}) stopped: {said.removeprefix('error: ')}")
         tail = "\n".join(lines[-5:])  # the exception, not torch's dynamo statistics
         raise RuntimeError(f"stage {stage.name} (seed {seed}) failed with exit {returncode}: {tail}")
     return final, True

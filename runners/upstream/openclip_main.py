@@ -22,6 +22,8 @@ Three options of ours, taken out of ARGS before open_clip_train parses them:
                                      step for a progress bar (runners.upstream.steplog)
   --cliprepro-bare-step-s SECONDS    after training, time the same model's bare step (synthetic
                                      batch in memory) for >= SECONDS, into the step log
+  --cliprepro-max-loss BOUND         a loss above BOUND is a divergence (a non-finite loss always
+                                     is): training stops with exit status 4 (runners.upstream.divergence)
 """
 from __future__ import annotations
 
@@ -34,7 +36,7 @@ EXISTS = 3  # exit status for "Experiment already exists" (open_clip_train print
 REDUCTION_MASK = {"truncate": "", "syntax": "syntax", "random": "random", "simple": "simple",
                   "block": "simple"}  # CLIPA's name for open_clip's "simple"
 OURS = ("--cliprepro-mask-kind", "--cliprepro-text-mask", "--cliprepro-token-probe", "--cliprepro-step-log",
-        "--cliprepro-bare-step-s")
+        "--cliprepro-bare-step-s", "--cliprepro-max-loss")
 
 
 def split_args(argv: list[str]) -> tuple[list[str], dict[str, str]]:
@@ -134,6 +136,7 @@ def configure(ours: dict[str, str], patch_dropout: float) -> dict:
     from open_clip_train import main as oc_main
 
     from runners.model.masks import install
+    from runners.upstream.divergence import DivergenceGuard
     from runners.upstream.steplog import StepLog, TimedLoader
 
     kind, probe = ours.get("mask-kind"), ours.get("token-probe")
@@ -178,6 +181,14 @@ def configure(ours: dict[str, str], patch_dropout: float) -> dict:
         return memoize_encode(make_tokenizer(*args, **kwargs))
 
     oc_main.get_tokenizer = get_tokenizer
+    make_loss = oc_main.create_loss
+    max_loss = float(ours["max-loss"]) if "max-loss" in ours else None
+
+    @functools.wraps(make_loss)
+    def guarded_loss(*args, **kwargs):
+        return DivergenceGuard(make_loss(*args, **kwargs), max_loss)
+
+    oc_main.create_loss = guarded_loss
     return made
 
 
@@ -185,6 +196,7 @@ def main(argv: list[str]) -> int:
     from open_clip_train import main as oc_main
 
     from runners.upstream import compat
+    from runners.upstream.divergence import DIVERGED, Diverged
     from runners.model.models import register_repo_configs, uses_syntax_mask
 
     argv, ours = split_args(argv)
@@ -198,7 +210,11 @@ def main(argv: list[str]) -> int:
         return 2
     ratio = float(argv[argv.index("--force-patch-dropout") + 1]) if "--force-patch-dropout" in argv else 0.0
     made = configure(ours, ratio)
-    result = oc_main.main(argv)
+    try:
+        result = oc_main.main(argv)
+    except Diverged as exc:  # the checkpoints before it stay; the caller records an error
+        print(f"error: {exc}", file=sys.stderr)
+        return DIVERGED
     if result == -1:
         print("error: open_clip_train refused to run: the experiment folder already exists "
               "(use --resume latest or a new --name)", file=sys.stderr)
