@@ -50,7 +50,7 @@ def _outcome_status(outcome) -> int:
 def cmd_run(args, layout: Layout) -> int:
     from cliprepro.runflow import execute, pick_scale
 
-    if args.train or args.launcher or args.cluster:  # training a published recipe: cliprepro.launching
+    if args.train or args.launcher or args.cluster or args.job:  # training a published recipe: cliprepro.launching
         from cliprepro.launching import cmd_train
 
         if not args.train:
@@ -251,6 +251,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--launcher", choices=["local", "torchrun", "slurm", "deepspeed"],
                    help="how --train runs: one process, torchrun (one node), an sbatch script, DeepSpeed")
     r.add_argument("--cluster", help="cluster config YAML (nodes, gpus_per_node, partition, ...; $CLIPREPRO_CLUSTER)")
+    r.add_argument("--job", help="with --launcher slurm: follow this submitted job (no new submission), then collect")
     c = sub.add_parser("calibrate", parents=[root], help="run the proxy scale N times and set the gates in expected/")
     c.add_argument("suite")
     c.add_argument("--runs", type=int, help="number of runs (at least 5 if a run is under 1 min, else 3)")

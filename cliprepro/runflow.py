@@ -169,10 +169,12 @@ def explain_misses(runner, params, entries: list[ExpectedEntry], results: list[r
 def execute(layout: Layout, name: str, *, scale: str = "auto", dry_run: bool = False,
             claims: list[str] | None = None, out: Path | None = None, control: str | None = None,
             record_type: str = "run", calibration: tuple[int, int] | None = None,
-            build: Path | None = None, stored_params: dict | None = None) -> Outcome:
+            build: Path | None = None, stored_params: dict | None = None,
+            runner_kwargs: dict | None = None) -> Outcome:
     """One suite at one scale: measure, judge, write the record. `calibration` = (seed_base, run
     index) for a calibration run; `build` replaces build/ as the runner's cache (a fresh one for
-    calibration, cliprepro.calibration)."""
+    calibration, cliprepro.calibration); `runner_kwargs` go to the runner's run (a launched
+    training's checkpoints, cliprepro.launching)."""
     suite, expected = layout.load(name)
     scale = pick_scale(suite, scale, cuda_available(), released_weights_configured(layout, suite))
     plan = suite.scales[scale]
@@ -209,7 +211,7 @@ def execute(layout: Layout, name: str, *, scale: str = "auto", dry_run: bool = F
         sampler = LoadSampler()
         try:
             with sampler, progress.scope(suite.suite, scale):
-                output = runner.run(params, scale, build_dir=build or layout.build)
+                output = runner.run(params, scale, build_dir=build or layout.build, **(runner_kwargs or {}))
         except Exception as exc:  # a crash is an `error` verdict with its cause, never not_reproduced
             message = f"runner crashed: {type(exc).__name__}: {exc}"
             tail = traceback.format_exc(limit=-3)

@@ -2,6 +2,7 @@
 
 Read from $CLIPREPRO_CONFIG, else ./cliprepro.yaml under the root; absent file = nothing configured.
 
+    train_data: /data/laion400m/{00000..41407}.tar   # shards a published recipe trains on (--train)
     imagenet_val: /data/imagenet/val          # ImageNet-1k val: the 1000 synset folders, or
                                               # clip_benchmark's wds/imagenet1k shards (test/nshards.txt)
     retrieval:                                # clip_benchmark wds retrieval sets, by their name
@@ -28,6 +29,8 @@ class UserConfig(Strict):
     imagenet_val: str | None = Field(None, description="ImageNet-1k validation folder")
     retrieval: dict[Literal["mscoco_captions", "flickr30k"], str] = Field(
         {}, description="clip_benchmark wds retrieval set folders by name")
+    train_data: str | None = Field(None, description=(
+        "webdataset shards to train a published recipe on (--train), e.g. /data/laion400m/{00000..41407}.tar"))
     weights: dict[str, str] = Field({}, description=(
         "released checkpoints by key: a file, local-dir:FOLDER or hf-hub:org/name (cache only)"))
 

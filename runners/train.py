@@ -80,19 +80,27 @@ def plan(params: Params | PaperRecipe, scale: str) -> str:
     return "\n".join(lines)
 
 
-def run_released(recipe: PaperRecipe, build_dir: Path) -> Output:
-    """Zero-shot ImageNet-1k of the released checkpoint of every stage, when configured, and the
-    paired gains between stages the recipe compares."""
+def run_released(recipe: PaperRecipe, build_dir: Path, trained: dict[str, Path] | None = None,
+                 launch: dict | None = None) -> Output:
+    """Zero-shot ImageNet-1k of every stage's checkpoint, when configured: the released one, or the
+    one a launched training made (`trained`); and the paired gains between stages the recipe
+    compares. A launched training that did not end COMPLETED is an error."""
     from cliprepro.userconfig import load
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     out = Output(device=device_info(device))
+    if launch is not None:
+        if launch["state"] != "COMPLETED":
+            raise RuntimeError(f"the launched training ended {launch['state']} (exit {launch.get('exit_code') or '?'})"
+                               f"{', SLURM job ' + launch['job'] if launch.get('job') else ''}: no record of a "
+                               "result; its logs are under logs/ (and the job's output file)")
+        out.inputs["launch"] = {**launch, "steps": {s: _optimizer_steps(p) for s, p in (trained or {}).items()}}
     config, path = load(build_dir.parent)
     imagenet = zeroshot.imagenet_root(config.imagenet_val)
     correct: dict[str, np.ndarray] = {}
     for stage in recipe.stages:
         metric = names.in1k_accuracy(stage.name)
-        ckpt = config.weights.get(stage.weights_key)
+        ckpt = (trained or {}).get(stage.name) or config.weights.get(stage.weights_key)
         if imagenet is None or ckpt is None or not Path(ckpt).exists():
             out.skip[metric] = (  # the config file by name: a record holds no path of the user's
                 f"needs the released {stage.name} checkpoint (user config weights.{stage.weights_key}) and "
@@ -103,8 +111,9 @@ def run_released(recipe: PaperRecipe, build_dir: Path) -> Output:
         scores = zeroshot.classify_imagenet(model, tokenizer, transform, imagenet, device)
         out.metrics[metric] = exact(100 * scores.metrics["acc1"], "%")
         correct[stage.name] = scores.correct
-        out.inputs[f"{stage.name}_checkpoint"] = {  # the config key and a fingerprint, never the path
-            "config_key": f"weights.{stage.weights_key}", "sha256": hashlib.sha256(Path(ckpt).read_bytes()).hexdigest()}
+        out.inputs[f"{stage.name}_checkpoint"] = {  # where it came from and a fingerprint, never the path
+            "config_key": "trained here (launch)" if trained else f"weights.{stage.weights_key}",
+            "sha256": hashlib.sha256(Path(ckpt).read_bytes()).hexdigest()}
         out.inputs.setdefault("imagenet_val", {"config_key": "imagenet_val",
                                                "fingerprint": zeroshot.folder_fingerprint(imagenet)})
     for c in recipe.compare:
@@ -117,6 +126,14 @@ def run_released(recipe: PaperRecipe, build_dir: Path) -> Output:
                 f"needs checkpoints of both {c.a} and {c.b} (missing: {', '.join(missing)}; "
                 "trained from the printed recipe or released) and the ImageNet-1k val folder")
     return out
+
+
+def _optimizer_steps(ckpt: Path) -> int | None:
+    """Optimizer steps a checkpoint has taken (AdamW's step count; kept across a resume)."""
+    if not ckpt.exists():
+        return None
+    state = torch.load(ckpt, map_location="cpu", weights_only=True).get("optimizer", {}).get("state", {})
+    return int(next(iter(state.values()))["step"]) if state else None
 
 
 def uses_syntax_mask(params: Params) -> bool:
@@ -164,9 +181,12 @@ def mask_seen(probe: dict) -> str | None:
     return classify_kept(probe["image_positions"], h, w)
 
 
-def run(params: Params | PaperRecipe, scale: str, build_dir: Path = CACHE) -> Output:
+def run(params: Params | PaperRecipe, scale: str, build_dir: Path = CACHE, *, trained: dict[str, Path] | None = None,
+        launch: dict | None = None) -> Output:
+    """`trained` and `launch` (paper scale): checkpoints a launched training made, per stage, and
+    how it ran (cliprepro.launching)."""
     if isinstance(params, PaperRecipe):
-        return run_released(params, build_dir)
+        return run_released(params, build_dir, trained, launch)
     device = torch.device("cpu")
     out = Output(device=device_info(device))
     missing = missing_resources(params)

@@ -246,7 +246,7 @@ class TestPaperScaleTraining:
         monkeypatch.delenv("CLIPREPRO_CONFIG", raising=False)
         (root_copy / "cliprepro.yaml").write_text("imagenet: /x\n")
         assert main(["--root", str(root_copy), "run", "clipa_l16", "--scale", "paper"]) == 2
-        assert "cliprepro.yaml: imagenet: unknown key; allowed: imagenet_val, retrieval, weights" in capsys.readouterr().err
+        assert "cliprepro.yaml: imagenet: unknown key; allowed: imagenet_val, retrieval, train_data, weights" in capsys.readouterr().err
 
 
 class TestWithoutTheTagger:

@@ -107,7 +107,7 @@ class TestCli:
     @pytest.mark.parametrize("argv, field", [
         (["--train", "--launcher", "slurm", "--dry-run"], "scales"),  # not --scale paper
         (["--scale", "paper", "--train", "--dry-run"], "--launcher"),  # never picked implicitly
-        (["--scale", "paper", "--train", "--launcher", "torchrun"], "--dry-run"),  # no submitting yet
+        (["--scale", "paper", "--train", "--launcher", "torchrun"], "train_data"),  # a real run needs your shards
     ])
     def test_refusals_are_exit_2(self, argv, field, capsys):
         assert main(["--root", str(REPO), "run", "clipa_l16", *argv]) == 2

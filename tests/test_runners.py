@@ -20,8 +20,11 @@ class TestRegistry:
         assert isinstance(module, runners.Runner)
         for name in ("plan", "run"):
             want = list(inspect.signature(getattr(runners.Runner, name)).parameters)[1:]  # no self
-            got = list(inspect.signature(getattr(module, name)).parameters)
+            sig = inspect.signature(getattr(module, name)).parameters
+            got = [p for p, v in sig.items() if v.kind != v.KEYWORD_ONLY]
             assert got == want, (kind, name)
+            # more only as optional keywords (runflow's runner_kwargs)
+            assert all(v.default is not v.empty for v in sig.values() if v.kind == v.KEYWORD_ONLY), (kind, name)
 
     @pytest.mark.parametrize("scale", ["proxy", "gpu", "paper"])
     @pytest.mark.parametrize("kind", runners.RUNNERS)

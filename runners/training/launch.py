@@ -38,6 +38,8 @@ class Cluster(Strict):
     activate: str = Field("source .venv/bin/activate", description="the line that makes the environment")
     container: str | None = Field(None, description="srun --container-image (pyxis), if any")
     max_batch_per_gpu: int | None = Field(None, ge=1, description="largest per-GPU batch that fits (None: unknown)")
+    gpu_memory_gib: float | None = Field(None, gt=0, description=(
+        "memory of the GPU max_batch_per_gpu was found on: preflight refuses GPUs with less"))
     usd_per_gpu_hour: float | None = Field(None, gt=0)
     price_source: str = ""
 
@@ -137,8 +139,16 @@ def sbatch_script(suite: str, recipe: PaperRecipe, cluster: Cluster, plans: list
     head += [f"#SBATCH --account={cluster.account}"] * bool(cluster.account)
     body = ["set -euo pipefail", 'cd "$SLURM_SUBMIT_DIR"  # sbatch from the repo root', cluster.activate,
             'export MASTER_ADDR="$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)"',
-            "export MASTER_PORT=29500", *commands("slurm", recipe, cluster, plans)]
+            "export MASTER_PORT=29500", *_gpu_check(cluster), *commands("slurm", recipe, cluster, plans)]
     return "\n".join(head + [""] + body) + "\n"
+
+
+def _gpu_check(cluster: Cluster) -> list[str]:
+    """The job's first step: its GPUs checked on its first node (runners.training.preflight)."""
+    if cluster.gpu == "cpu":  # CPU processes: nothing to check
+        return []
+    memory = f" {cluster.gpu_memory_gib:g}" if cluster.gpu_memory_gib else ""
+    return [f"python -m runners.training.preflight {cluster.gpus_per_node}{memory}"]
 
 
 def describe(recipe: PaperRecipe, cluster: Cluster, plans: list[StagePlan]) -> str:
