@@ -144,3 +144,32 @@ def claims_plot(rows: list) -> bytes | None:
                  fontsize=8)
     fig.tight_layout()
     return _png(fig)
+
+
+def time_to_target_plot(records: list[tuple[str, Record]]) -> bytes | None:
+    """Zero-shot accuracy against cumulative training step time (data wait and evaluation
+    excluded), one line per arm and seed, with the pre-registered target, from the newest record
+    that has time-to-target curves (runners.training.targets)."""
+    newest = next((r for _rid, r in reversed(records) if any("time_to_target" in p for p in r.points)), None)
+    if newest is None:
+        return None
+    names = sorted({p["time_to_target"] for p in newest.points if "time_to_target" in p})
+    fig, axes = plt.subplots(1, len(names), figsize=(5.5 * len(names), 4.2), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        mine = [p for p in newest.points if p.get("time_to_target") == name]
+        curves: dict[tuple[str, int], list[dict]] = defaultdict(list)
+        for p in mine:
+            if "acc1_mean" in p:
+                curves[(p["side"], p["seed"])].append(p)
+        for (side, seed), pts in sorted(curves.items()):
+            ax.plot([p["step_s_cum"] for p in pts], [p["acc1_mean"] for p in pts], marker="o",
+                    color="tab:blue" if side == "arm" else "tab:orange", alpha=0.8,
+                    label=f"{side} ({' > '.join(dict.fromkeys(p['curve_stage'] for p in pts))}) seed {seed}")
+        target = next(p["target_acc1_pct"] for p in mine if "target_acc1_pct" in p)
+        ax.axhline(target, color="grey", linestyle="--", linewidth=1, label=f"target {target:g}% (pre-registered)")
+        ax.set(xlabel="training step time (s; data wait and evaluation excluded)", ylabel="mean zero-shot acc1 (%)",
+               title=f"{name} ({newest.scale})")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    return _png(fig)

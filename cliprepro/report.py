@@ -15,7 +15,7 @@ from cliprepro.board import BoardRow, board_rows, to_csv, to_json, to_markdown
 from cliprepro.board import expected_cell
 from cliprepro.board import fmt as _num
 from cliprepro.ledger import Ledger, Row, build_ledger
-from cliprepro.plots import accuracy_plot, claims_plot, throughput_plot
+from cliprepro.plots import accuracy_plot, claims_plot, throughput_plot, time_to_target_plot
 from cliprepro.record import atomic_write_text
 from cliprepro.spec import ExpectedFile, Suite
 
@@ -215,7 +215,8 @@ def leaderboard(suites: dict[str, Suite], rows: list[BoardRow], ledger: Ledger) 
 
 PLOTS = {  # runner -> (file suffix, alt text, plot of a suite's run records)
     "throughput": [("throughput", "throughput vs mask ratio", throughput_plot)],
-    "train": [("accuracy", "zero-shot accuracy vs training compute", accuracy_plot)],
+    "train": [("accuracy", "zero-shot accuracy vs training compute", accuracy_plot),
+              ("time_to_target", "zero-shot accuracy vs training step time, per arm and seed", time_to_target_plot)],
 }
 
 

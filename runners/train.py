@@ -31,7 +31,8 @@ from runners.model.models import image_token_count, model_config, with_overrides
 from runners.model.models import uses_syntax_mask as model_uses_syntax
 from runners.training import fingerprint, soups
 from runners.training.recipe import describe
-from runners.training.stage import PROBE, STEP_LOG, epoch_samples, train_all, trainer_jobs
+from runners.training import targets
+from runners.training.stage import PROBE, STAGE_DIR, STEP_LOG, epoch_samples, evaluate_once, train_all, trainer_jobs
 from runners.upstream import steplog
 
 __all__ = ["Params", "plan", "run"]
@@ -232,6 +233,17 @@ def run(params: Params | PaperRecipe, scale: str, build_dir: Path = CACHE, *, tr
                                **{k: round(v, 4) for k, v in scores_here.items()}})
     for soup in params.soups:
         _soup(params, soup, spec, data, trained, correct, accs, out, build_dir / "train")
+    for tt in params.time_to_target:  # every saved epoch of its stages evaluated (cached beside them)
+        def at_epoch(stage: Stage, seed: int, epoch: int) -> float:
+            logs = trained[(stage.name, seed)].logs
+            ckpt = logs / STAGE_DIR / "checkpoints" / f"epoch_{epoch}.pt"
+            got = evaluate_once(evaluate_to, params, stage, ckpt, data,
+                                logs / f"eval-{eval_key(params, spec)}-epoch{epoch}.json", f"seed {seed} epoch {epoch}")
+            return got["scores"]["acc1_mean"]
+        metrics, points, skips = targets.measure(tt, params, trained, at_epoch, chance_pct(params.attributes))
+        out.metrics.update(metrics)
+        out.points += points
+        out.skip.update(skips)
     for name, values in accs.items():  # per attribute: shown, not judged (claims judge paired metrics)
         out.metrics[name] = from_samples(values, "%") if len(values) > 1 else exact(values[0], "%")
         out.metrics[name] = out.metrics[name].model_copy(update={"over": None})
@@ -276,8 +288,8 @@ def rate_metrics(points: list[dict]) -> dict[str, Metric]:
     for data, and the end-to-end rate over the bare step. Speeds carry the worst seed's wait
     fraction, so a data-bound measurement is judged inconclusive (cliprepro.claims)."""
     out: dict[str, Metric] = {}
-    for stage in dict.fromkeys(p["stage"] for p in points):
-        timed = [p for p in points if p["stage"] == stage and "train_samples_per_s" in p]
+    for stage in dict.fromkeys(p["stage"] for p in points if "stage" in p):  # curve points: no stage
+        timed = [p for p in points if p.get("stage") == stage and "train_samples_per_s" in p]
         if not timed:
             continue
         wait = max(p["data_wait_fraction"] for p in timed)

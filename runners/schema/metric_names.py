@@ -107,6 +107,15 @@ def soup_gain_versus(soup: str, versus: str) -> str:
     return f"soup_over_mean_{soup}_minus_{versus}"
 
 
+def speedup_to_target(name: str) -> str:
+    return f"speedup_to_target_{name}"
+
+
+def step_s_to_target(name: str, side: str) -> str:
+    """side: arm | baseline."""
+    return f"step_s_to_target_{name}_{side}"
+
+
 def content_words(check: str) -> str:
     return f"content_words_{check}"
 
@@ -176,6 +185,8 @@ def _train(p: TrainParams) -> set[str]:
         names |= {soup_over_mean(soup.name), soup_over_best(soup.name)}
         if soup.versus:
             names.add(soup_gain_versus(soup.name, soup.versus))
+    for tt in p.time_to_target:
+        names |= {speedup_to_target(tt.name), step_s_to_target(tt.name, "arm"), step_s_to_target(tt.name, "baseline")}
     for t in p.text_checks:
         names |= {content_words(t.name)} | {content_words_kept(t.name, m) for m in (t.mask, t.reference)}
     return names

@@ -250,6 +250,19 @@ class Soup(Strict):
         "(e.g. ingredients sharing stage 1's init vs trained from scratch)"))
 
 
+class TimeToTarget(Strict):
+    """Training step time (data wait and evaluation excluded) until zero-shot mean accuracy first
+    reaches a pre-registered target, per seed, for two arms; each arm is a chain of stages (each
+    starting from the one before), evaluated at every saved epoch. The speed-up is the baseline's
+    time over the arm's (runners.training.targets)."""
+    name: str = Field(pattern=r"^[a-z0-9_]+$")
+    arm: list[str] = Field(min_length=1, description="stages in order, e.g. [mask50, mask50_tuned]")
+    baseline: list[str] = Field(min_length=1, description="stages in order, e.g. [mask0]")
+    target_acc1_pct: float = Field(gt=0, lt=100, description=(
+        "pre-registered mean zero-shot accuracy to reach; never the baseline's final number of the same run"))
+    target_source: str = Field(min_length=1, description="where the target comes from")
+
+
 class TextCheck(Strict):
     """Content words a text mask keeps, per caption, against a reference mask, measured with
     open_clip's own tokenizer on the eval captions of one phrasing group."""
@@ -261,7 +274,7 @@ class TextCheck(Strict):
 
 
 class TrainParams(_LaterFields):
-    _later = ("soups", "max_loss")
+    _later = ("soups", "max_loss", "time_to_target")
     data: DataParams = DataParams()
     stages: list[Stage] = Field(min_length=1)
     seeds: list[int] = Field(min_length=1)
@@ -282,6 +295,7 @@ class TrainParams(_LaterFields):
     max_loss: float | None = Field(None, gt=0, description=(
         "a training loss above this is a divergence (a non-finite one always is): the run stops, "
         "recorded as an error"))
+    time_to_target: list[TimeToTarget] = []
 
     @model_validator(mode="after")
     def _refs(self) -> "TrainParams":
@@ -305,6 +319,7 @@ class TrainParams(_LaterFields):
         refs += [(f"contrast {c.name}", list(c.terms)) for c in self.contrasts]
         refs += [(f"best_of {c.name}", [c.best, *c.others]) for c in self.best_of]
         refs += [(f"soup {c.name}", c.of) for c in self.soups]
+        refs += [(f"time_to_target {c.name}", [*c.arm, *c.baseline]) for c in self.time_to_target]
         for what, stages in refs:
             for ref in stages:
                 if ref not in names:
@@ -318,6 +333,16 @@ class TrainParams(_LaterFields):
             models = {s.model for s in self.stages if s.name in soup.of}
             if len(models) != 1:
                 raise ValueError(f"soup {soup.name}: ingredients of one architecture only, got {sorted(models)}")
+        by_name = {s.name: s for s in self.stages}
+        for t in self.time_to_target:
+            for chain in (t.arm, t.baseline):
+                if by_name[chain[0]].init != "scratch":
+                    raise ValueError(f"time_to_target {t.name}: {chain[0]} must start from scratch (its time counts from 0)")
+                for prev, cur in zip(chain, chain[1:]):
+                    if self.init_of(by_name[cur]) is not by_name[prev]:
+                        raise ValueError(f"time_to_target {t.name}: {cur} must start from {prev}")
+                if any(len(self.seeds_of(by_name[s])) < 2 for s in chain):
+                    raise ValueError(f"time_to_target {t.name}: every stage needs 2 or more seeds (an interval over seeds)")
         return self
 
     def init_of(self, stage: Stage) -> Stage | None:

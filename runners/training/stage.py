@@ -245,6 +245,21 @@ def trainer_jobs() -> tuple[int, int]:
     return max(1, jobs), max(1, cores // max(1, jobs))
 
 
+def evaluate_once(evaluator, params: Params, stage: Stage, ckpt: Path, data: Path, out: Path, what: str) -> dict:
+    """The evaluator's JSON for one checkpoint, written to `out` by its own process once (kept
+    beside the stage: a later run reads it)."""
+    if not out.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        log = out.parent / "eval.log"
+        with progress.unit(f"evaluate {stage.name} {what}", 1, "checkpoint") as bar:
+            code = in_process(evaluator, (params, stage, ckpt, data, out), log, {"OMP_NUM_THREADS": str(trainer_jobs()[1])})
+            if code != 0 or not out.exists():
+                tail = log.read_text().splitlines()[-5:]
+                raise RuntimeError(f"evaluation of {stage.name} ({what}) failed: " + "\n".join(tail))
+            bar.update()
+    return json.loads(out.read_text())
+
+
 def train_all(params: Params, spec: DataSpec, data: Path, cache: Path, bare_step_s: float,
               evaluator, eval_key: str) -> dict[tuple[str, int], Trained]:
     """Train and evaluate every (stage, seed) of a run, up to trainer_jobs() processes at once; a
@@ -266,16 +281,8 @@ def train_all(params: Params, spec: DataSpec, data: Path, cache: Path, bare_step
             assert from_ckpt is not None
             ckpt = from_ckpt
         seconds = time.time() - started
-        out = logs / f"eval-{eval_key}.json"
-        if not out.exists():
-            logs.mkdir(parents=True, exist_ok=True)
-            with progress.unit(f"evaluate {stage.name} seed {seed}", 1, "checkpoint") as bar:
-                code = in_process(evaluator, (params, stage, ckpt, data, out), logs / "eval.log", env)
-                if code != 0 or not out.exists():
-                    tail = (logs / "eval.log").read_text().splitlines()[-5:]
-                    raise RuntimeError(f"evaluation of {stage.name} (seed {seed}) failed: " + "\n".join(tail))
-                bar.update()
-        return Trained(ckpt, logs, trained, seconds, json.loads(out.read_text()))
+        out = evaluate_once(evaluator, params, stage, ckpt, data, logs / f"eval-{eval_key}.json", f"seed {seed}")
+        return Trained(ckpt, logs, trained, seconds, out)
 
     try:
         for stage in params.stages:
