@@ -55,6 +55,7 @@ def measured_rates(layout: Layout):
 
 
 def cmd_train(args, layout: Layout) -> int:
+    from runners.schema.deepspeed import DeepSpeedRecipe
     from runners.schema.params import PaperRecipe
     from runners.training import launch
 
@@ -68,7 +69,9 @@ def cmd_train(args, layout: Layout) -> int:
         raise InputError(where, "scales", "--train runs the published recipe: --scale paper")
     if args.launcher is None:
         raise InputError("--launcher", "--launcher", f"name one of {', '.join(launch.LAUNCHERS)}: never picked implicitly")
-    _, params = runner_params(layout, suite, "paper", None)
+    runner, params = runner_params(layout, suite, "paper", None)
+    if isinstance(params, DeepSpeedRecipe):
+        return _deepspeed(args, where, runner, params)
     if not isinstance(params, PaperRecipe):
         raise InputError(where, "scales.paper", "this suite's paper scale has no training recipe (it loads released weights)")
     config, config_path = load_config(layout.root)
@@ -99,6 +102,18 @@ def cmd_train(args, layout: Layout) -> int:
         preflight_or_refuse(params, cluster, args.launcher, logs, config_path or "cliprepro.yaml")
     launched = run_stages(args, layout, suite.suite, params, cluster, plans, logs)
     return collect(layout, suite.suite, params, logs, launched)
+
+
+def _deepspeed(args, where: Path, runner, recipe) -> int:
+    """A DeepSpeed recipe (EVA-CLIP's) runs with the paper's own trainer: its plan, config and lines."""
+    if args.launcher != "deepspeed":
+        raise InputError(where, "scales.paper", f"a DeepSpeed recipe (runner deepspeed): --launcher deepspeed, "
+                         f"not {args.launcher}")
+    print(runner.plan(recipe, "paper"))
+    if not args.dry_run:
+        raise InputError("--launcher", "deepspeed", "this recipe runs with EVA-CLIP's own trainer: add --dry-run "
+                         "and run the printed line on each node of your cluster")
+    return 0
 
 
 def preflight_or_refuse(recipe, cluster, launcher: str, logs: Path, where) -> None:

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 # the profiler (SDPA kernel check) logs every start/stop unless told otherwise; set before torch loads
 os.environ.setdefault("KINETO_LOG_LEVEL", "5")
 
-RUNNERS = ("throughput", "architecture", "train", "released")
+RUNNERS = ("throughput", "architecture", "train", "released", "deepspeed")
 
 
 @runtime_checkable

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from runners.schema.params import ArchitectureParams, PaperRecipe, ThroughputParams, TrainParams
 from runners.schema.released import ReleasedParams
+from runners.schema.deepspeed import DeepSpeedRecipe
 
 # throughput
 
@@ -201,11 +202,20 @@ def _released(p: ReleasedParams) -> set[str]:
             | {released_retrieval(d, p.retrieval_k, m.name) for m in p.models for d in m.retrieval})
 
 
+def train_time_saved(row: str) -> str:
+    return f"train_time_saved_pct_{row}"
+
+
+def _deepspeed(p: DeepSpeedRecipe) -> set[str]:
+    """Per ablation row: its ImageNet gain over the row before and the training time it saves."""
+    return {in1k_gain(a.name) for a in p.ablation} | {train_time_saved(a.name) for a in p.ablation}
+
+
 def declared(params) -> set[str]:
     """Every metric a run with these params writes (or skips, saying why)."""
     for schema, names in ((ThroughputParams, _throughput), (ArchitectureParams, _architecture),
                           (TrainParams, _train), (PaperRecipe, _paper_recipe),
-                          (ReleasedParams, _released)):
+                          (ReleasedParams, _released), (DeepSpeedRecipe, _deepspeed)):
         if isinstance(params, schema):
             return names(params)
     raise TypeError(f"no metric names for {type(params).__name__}")

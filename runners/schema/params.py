@@ -426,4 +426,8 @@ def params_schema(runner: str, scale: str) -> type:
         from runners.schema.released import ReleasedParams
 
         return ReleasedParams
+    if runner == "deepspeed":
+        from runners.schema.deepspeed import DeepSpeedRecipe
+
+        return DeepSpeedRecipe
     return PaperRecipe if (runner == "train" and scale == "paper") else SCHEMAS[runner]
