@@ -14,7 +14,7 @@ from typing import Annotated, ClassVar, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from cliprepro.intervals import seed_interval
+from cliprepro.intervals import Z95, seed_interval
 
 Scale = Literal["proxy", "gpu", "paper"]
 Role = Literal["gate", "finding"]
@@ -42,7 +42,7 @@ def eval_se_of(m: Measured) -> float:
     """The evaluation s.e. of a mean over seeds: as the runner gave it, or (records of schema 1)
     derived from its 95% interval (over seeds, a wider one: conservative)."""
     assert m.lo is not None and m.hi is not None
-    return m.eval_se if m.eval_se is not None else (m.hi - m.lo) / (2 * 1.959964)
+    return m.eval_se if m.eval_se is not None else (m.hi - m.lo) / (2 * Z95)
 
 
 class Strict(BaseModel):

@@ -25,6 +25,7 @@ from functools import lru_cache
 from statistics import NormalDist, variance
 
 CONFIDENCE = 0.95
+Z95 = 1.959964  # the two-sided 95% normal quantile, written once (NormalDist().inv_cdf(0.975))
 SPREAD_UPPER = 0.95  # one-sided level of the spread's upper confidence bound in pass probabilities
 
 

@@ -13,10 +13,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from cliprepro.intervals import Z95
 from cliprepro.record import Metric
 from cliprepro.stats import median_interval
-
-Z95 = 1.959964
 
 
 @dataclass(frozen=True)

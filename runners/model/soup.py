@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from scipy.stats import binomtest
 
+from cliprepro.intervals import Z95
+
 StateDict = Mapping[str, torch.Tensor]
 
 
@@ -109,7 +111,7 @@ def paired(correct_a: np.ndarray, correct_b: np.ndarray) -> Paired:
     only_a, only_b = int(np.sum(a & ~b)), int(np.sum(~a & b))
     d = (only_b - only_a) / n
     var = ((only_a + only_b) / n - d * d) / n  # of the mean of per-example differences (-1, 0, 1)
-    half = 1.959964 * math.sqrt(max(var, 0.0) * n / (n - 1)) if n > 1 else math.inf
+    half = Z95 * math.sqrt(max(var, 0.0) * n / (n - 1)) if n > 1 else math.inf
     m = only_a + only_b
     p = float(binomtest(only_a, m, 0.5).pvalue) if m else 1.0  # McNemar's exact test
     return Paired(100 * d, 100 * (d - half), 100 * (d + half), only_a, only_b, n, p)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from cliprepro.intervals import Z95
 from cliprepro.record import Metric
 from cliprepro.stats import median_interval
 
@@ -49,6 +50,6 @@ def paired_gain(diffs_by_seed: list["np.ndarray"], unit: str = "pp") -> Metric:
         se = float(per_example.std(ddof=1) / np.sqrt(per_example.size)) if per_example.size > 1 else 0.0
     else:
         se = float(np.sqrt(sum(d.var(ddof=1) / d.size for d in diffs)) / n)
-    return Metric(value=value, lo=value - 1.959964 * se, hi=value + 1.959964 * se, n=n, confidence=0.95,
+    return Metric(value=value, lo=value - Z95 * se, hi=value + Z95 * se, n=n, confidence=0.95,
                   unit=unit, samples=[round(float(d.mean()), 6) for d in diffs], over="seeds",
                   eval_se=round(se, 6))
