@@ -10,7 +10,6 @@ and each stage's optimizer step count in its inputs). A job that ends failed is 
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shlex
@@ -180,11 +179,7 @@ def collect(layout: Layout, suite: str, recipe, logs: Path, launched: dict) -> i
 
 
 def data_identity(pattern: str) -> dict:
-    """The training shards as a record may hold them: how many, and a hash of their names (the
-    pattern's expansion), never the path."""
-    from braceexpand import braceexpand
+    """The training shards as a record may hold them (runners.training.shards.identity)."""
+    from runners.training import shards
 
-    shards = [Path(s).name for src in pattern.split("::") for s in braceexpand(src)]
-    return {"config_key": "train_data", "shards": len(shards),
-            "shard_list_sha256": hashlib.sha256("\n".join(shards).encode()).hexdigest()[:16],
-            "substitutes_paper_data": True}
+    return {"config_key": "train_data", **shards.identity(pattern), "substitutes_paper_data": True}

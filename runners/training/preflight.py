@@ -8,11 +8,12 @@ host is often a login node without them.
 """
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+from runners.training import shards
 
 CPU = "cpu"  # a cluster whose `gpu` is cpu runs its processes on CPUs (gloo): a functional check only
 BYTES_PER_PARAM = 4 + 8  # an fp32 checkpoint: the weights and AdamW's two moments (open_clip_train saves both)
@@ -37,20 +38,12 @@ def gather(logs: Path) -> Facts:
 
 
 def shard_problems(pattern: str) -> list[str]:
-    """Unreadable or missing shards of a webdataset pattern (braces, '::' between sources); remote
-    sources (a URL, pipe:) are not checked here."""
-    from braceexpand import braceexpand
-
-    out = []
-    for source in pattern.split("::"):
-        if "://" in source or source.startswith("pipe:"):
-            continue
-        shards = list(braceexpand(source))
-        missing = [s for s in shards if not os.access(s, os.R_OK)]
-        if missing:
-            out.append(f"train_data: {len(missing)} of {len(shards)} shard(s) missing or unreadable, "
-                       f"first {missing[0]}")
-    return out
+    """Unreadable or missing shards of a webdataset pattern; remote sources (a URL, pipe:) are not
+    checked here."""
+    missing, total = shards.unreadable(pattern)
+    if not missing:
+        return []
+    return [f"train_data: {len(missing)} of {total} shard(s) missing or unreadable, first {missing[0]}"]
 
 
 def checkpoint_bytes(model: str) -> int:
