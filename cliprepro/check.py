@@ -47,7 +47,10 @@ def _train_inputs(record: Record) -> list[str]:
     params = record.config.get("params")
     if record.scale == "proxy" and isinstance(params, dict):
         try:
-            spec = DataSpec(**TrainParams(**params).data.model_dump())
+            data = TrainParams(**params).data
+            if isinstance(data, str):
+                return [f"config.params.data is {data!r}: a proxy record trains on the procedural data"]
+            spec = DataSpec(**data.model_dump())
         except ValidationError as exc:  # made by an older runner: say so, never crash the report
             first = exc.errors()[0]
             return [f"config.params no longer validate ({'.'.join(map(str, first['loc']))}: {first['msg']}): "

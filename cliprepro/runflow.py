@@ -60,9 +60,10 @@ def released_weights_configured(layout: Layout, suite: Suite) -> bool:
                 and all(k in config.weights and Path(config.weights[k]).exists() for k in keys))
 
 
-def pick_scale(suite: Suite, requested: str, cuda: bool, weights: bool = False) -> str:
+def pick_scale(suite: Suite, requested: str, cuda: bool, weights: bool = False, own_data: bool = False) -> str:
     """auto: the architecture suites' own scale; paper when released weights and ImageNet are
-    configured; else gpu with CUDA, else proxy. Paper-scale training is never picked."""
+    configured; else gpu with CUDA (a gpu scale that trains on your own data only when the user
+    config has own_data), else proxy. Paper-scale training is never picked."""
     if requested != "auto":
         if requested not in suite.scales:
             raise InputError(f"suites/{suite.suite}.yaml", "scales",
@@ -72,7 +73,7 @@ def pick_scale(suite: Suite, requested: str, cuda: bool, weights: bool = False) 
         return suite.ci_scale
     if weights:
         return "paper"
-    if cuda and "gpu" in suite.scales:
+    if cuda and "gpu" in suite.scales and (own_data or suite.params_for("gpu").get("data") != "own_data"):
         return "gpu"
     return "proxy" if "proxy" in suite.scales else suite.ci_scale
 
@@ -175,8 +176,12 @@ def execute(layout: Layout, name: str, *, scale: str = "auto", dry_run: bool = F
     index) for a calibration run; `build` replaces build/ as the runner's cache (a fresh one for
     calibration, cliprepro.calibration); `runner_kwargs` go to the runner's run (a launched
     training's checkpoints, cliprepro.launching)."""
+    from cliprepro.userconfig import load as load_config
+
     suite, expected = layout.load(name)
-    scale = pick_scale(suite, scale, cuda_available(), released_weights_configured(layout, suite))
+    config, _ = load_config(layout.root)  # one that names what is not there is exit 2 before anything runs
+    scale = pick_scale(suite, scale, cuda_available(), released_weights_configured(layout, suite),
+                       config.own_data is not None)
     plan = suite.scales[scale]
     if control and control not in suite.negative_controls:
         raise InputError(layout.suites / f"{name}.yaml", "negative_controls",

@@ -12,17 +12,38 @@ Read from $CLIPREPRO_CONFIG, else ./cliprepro.yaml under the root; absent file =
       clipa_l16_i17_t16_pretrain: /ckpt/clipa_l16_i17_t16_pretrain.pt   # a .pt / .safetensors file,
       bigg_laion2b: local-dir:/ckpt/bigg      # an open_clip folder (open_clip_config.json + weights)
       h14_laion2b: hf-hub:laion/CLIP-ViT-H-14-laion2B-s32B-b79K   # or a repo in the local HF cache
+    own_data:                                 # your data, for a train suite's gpu scale (docs/own-data.md)
+      train: /data/cc3m/{00000..00331}.tar    # webdataset shards of image + caption
+      train_samples: 2905954                  # samples in them (one epoch)
+      eval:                                   # zero-shot classification sets by name:
+        imagenet1k: /data/imagenet/val        #   clip_benchmark wds folders (test/nshards.txt);
+        cifar10: /data/wds_cifar10            #   imagenet1k may also be the 1000 synset folders
+      targets:                                # time-to-target accuracies, pre-registered for these
+        mask50_tuned_vs_mask0: 20.0           #   data, by the suite's time_to_target name
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, StringConstraints
 
 from cliprepro.errors import InputError
 from cliprepro.spec import Strict, parse, read_yaml
+
+
+class OwnData(Strict):
+    """The user's own image-caption shards and zero-shot sets, trained on at a suite's gpu scale in
+    place of the procedural data (runners.training.sources)."""
+    train: str = Field(min_length=1, description="webdataset shards (image + caption), e.g. /data/cc3m/{00000..00331}.tar")
+    train_samples: int = Field(ge=1, description="samples in those shards: one epoch")
+    eval: dict[Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]+$")], str] = Field(min_length=1, description=(
+        "zero-shot classification sets by name: clip_benchmark wds folders (test/nshards.txt); "
+        "imagenet1k may also be the 1000 synset folders"))
+    targets: dict[str, Annotated[float, Field(gt=0, lt=100)]] = Field({}, description=(
+        "mean zero-shot accuracy (%) each time_to_target comparison must reach on these data, by its "
+        "name: set before the run (never read off its results)"))
 
 
 class UserConfig(Strict):
@@ -33,6 +54,7 @@ class UserConfig(Strict):
         "webdataset shards to train a published recipe on (--train), e.g. /data/laion400m/{00000..41407}.tar"))
     weights: dict[str, str] = Field({}, description=(
         "released checkpoints by key: a file, local-dir:FOLDER or hf-hub:org/name (cache only)"))
+    own_data: OwnData | None = Field(None, description="your shards and eval sets for a gpu scale's training")
 
 
 def load(root: Path) -> tuple[UserConfig, Path | None]:
@@ -56,4 +78,22 @@ def load(root: Path) -> tuple[UserConfig, Path | None]:
     for name, folder in sorted(config.retrieval.items()):
         if not (Path(folder) / "test" / "nshards.txt").is_file():
             raise InputError(path, f"retrieval.{name}", f"{folder}: not a clip_benchmark wds set (no test/nshards.txt)")
+    if config.own_data is not None:
+        _check_own_data(path, config.own_data)
     return config, path
+
+
+def _check_own_data(path: Path, own: OwnData) -> None:
+    from runners.training import shards
+
+    missing, total = shards.unreadable(own.train)
+    if missing:
+        raise InputError(path, "own_data.train", f"{len(missing)} of {total} shard(s) missing or unreadable, "
+                         f"first {missing[0]}")
+    for name, folder in sorted(own.eval.items()):
+        if (Path(folder) / "test" / "nshards.txt").is_file():
+            continue
+        if name == "imagenet1k" and Path(folder).is_dir():
+            continue  # the synset folders: counted when it is read (runners.zeroshot.imagenet_loader)
+        raise InputError(path, f"own_data.eval.{name}", f"{folder}: not a clip_benchmark wds set (no "
+                         "test/nshards.txt)" + ("" if name != "imagenet1k" else " nor a folder"))

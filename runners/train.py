@@ -23,7 +23,9 @@ from runners.training import textcheck
 from cliprepro.record import Metric
 from runners.schema.output import Output, exact, from_samples, paired_gain
 from runners.schema.params import PaperRecipe, Stage, TrainParams as Params
-from runners.training.proxydata import DataSpec, chance_pct, ensure
+from runners.training import sources
+from runners.training.proxydata import DataSpec, chance_pct
+from runners.training.sources import Source
 from runners.model.flops import tower_flops
 from runners.model.masks import classify_kept, kept_patches, planned_mask
 from runners import declared_metrics
@@ -32,7 +34,7 @@ from runners.model.models import uses_syntax_mask as model_uses_syntax
 from runners.training import fingerprint, soups
 from runners.training.recipe import describe
 from runners.training import targets
-from runners.training.stage import PROBE, STAGE_DIR, STEP_LOG, epoch_samples, evaluate_once, train_all, trainer_jobs
+from runners.training.stage import PROBE, STAGE_DIR, STEP_LOG, evaluate_once, train_all, trainer_jobs
 from runners.upstream import steplog
 
 __all__ = ["Params", "plan", "run"]
@@ -63,9 +65,14 @@ def plan(params: Params | PaperRecipe, scale: str) -> str:
     if isinstance(params, PaperRecipe):
         return ("paper-scale recipe (runs only with a launcher; this prints it):\n" + describe(params)
                 + "\n  released weights, when configured, are evaluated zero-shot on ImageNet-1k val")
-    spec = DataSpec(**params.data.model_dump())
-    lines = [f"train: proxy data {spec.fingerprint()} ({spec.train_samples} training samples at "
-             f"{spec.image_px} px), seeds {params.seeds}, 1 process on CPU via runners.upstream.openclip_main"]
+    if params.own_data:
+        data = ("your own data (user config own_data: its shards, sample count and zero-shot sets; "
+                "time-to-target targets from own_data.targets)")
+    else:
+        spec = DataSpec(**params.data.model_dump())
+        data = f"proxy data {spec.fingerprint()} ({spec.train_samples} training samples at {spec.image_px} px)"
+    where = "one process at a time on the GPU" if scale == "gpu" else "on CPU"
+    lines = [f"train: {data}, seeds {params.seeds}, {params.precision}, {where}, via runners.upstream.openclip_main"]
     for s in params.stages:
         cuts = [f"{s.mask_kind} mask {s.patch_dropout:g}" if s.patch_dropout else "",
                 f"text {s.text_mask} to {s.context_length}" if s.context_length else ""]
@@ -188,27 +195,29 @@ def run(params: Params | PaperRecipe, scale: str, build_dir: Path = CACHE, *, tr
     how it ran (cliprepro.launching)."""
     if isinstance(params, PaperRecipe):
         return run_released(params, build_dir, trained, launch)
-    device = torch.device("cpu")
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # where the trainer runs
     out = Output(device=device_info(device))
     missing = missing_resources(params)
     if missing:  # skipped, saying what to install: never a half-run, never a download
         out.skip = {m: missing for m in declared_metrics(params)}
         return out
-    spec = DataSpec(**params.data.model_dump())
-    data = ensure(spec, build_dir / "data")
-    out.inputs = {"data": spec.label(), "data_spec": params.data.model_dump(),
-                  "training_path": fingerprint.COMMITTED,
-                  "substitutes_paper_data": True, "checkpoints": {},
-                  "chance_acc1_mean_pct": round(chance_pct(params.attributes), 3)}
+    source = sources.of(params, build_dir)
+    if source is None:  # own data named but not configured: skipped, saying what to set
+        out.skip = {m: sources.NOT_CONFIGURED for m in declared_metrics(params)}
+        return out
+    out.inputs = {"data": source.label, **source.identity, "training_path": fingerprint.COMMITTED, "checkpoints": {}}
     jobs, threads = trainer_jobs()
     out.inputs["trainers"] = {"at_once": jobs, "threads_each": threads}
-    trained = train_all(params, spec, data, build_dir / "train", BARE_STEP_S, evaluate_to, eval_key(params, spec))
+    trained = train_all(params, source, build_dir / "train", BARE_STEP_S, evaluate_to, eval_key(params, source))
+    chance = (next(iter(trained.values())).scores["chance_pct"] if source.own  # from the sets' classes
+              else chance_pct(params.attributes))
+    out.inputs["chance_acc1_mean_pct"] = round(chance, 3)
     correct: dict[tuple[str, int], np.ndarray] = {}
     accs: dict[str, list[float]] = {}
     gflop: dict[str, float] = {}
     for stage in params.stages:
         init = params.init_of(stage)
-        own = stage.epochs * epoch_samples(stage, spec) * train_gflop_per_sample(stage)
+        own = stage.epochs * source.epoch_samples(stage) * train_gflop_per_sample(stage)
         gflop[stage.name] = own + (gflop[init.name] if init else 0.0)  # compute from scratch to here
         for seed in params.seeds_of(stage):
             t = trained[(stage.name, seed)]
@@ -232,15 +241,19 @@ def run(params: Params | PaperRecipe, scale: str, build_dir: Path = CACHE, *, tr
                                "predictions": zeroshot.pack(correct[(stage.name, seed)]),
                                **{k: round(v, 4) for k, v in scores_here.items()}})
     for soup in params.soups:
-        _soup(params, soup, spec, data, trained, correct, accs, out, build_dir / "train")
+        _soup(params, soup, source, trained, correct, accs, out, build_dir / "train")
     for tt in params.time_to_target:  # every saved epoch of its stages evaluated (cached beside them)
+        tt = _target(tt, source, out)
+        if tt is None:
+            continue
+
         def at_epoch(stage: Stage, seed: int, epoch: int) -> float:
             logs = trained[(stage.name, seed)].logs
             ckpt = logs / STAGE_DIR / "checkpoints" / f"epoch_{epoch}.pt"
-            got = evaluate_once(evaluate_to, params, stage, ckpt, data,
-                                logs / f"eval-{eval_key(params, spec)}-epoch{epoch}.json", f"seed {seed} epoch {epoch}")
+            got = evaluate_once(evaluate_to, params, stage, ckpt, source,
+                                logs / f"eval-{eval_key(params, source)}-epoch{epoch}.json", f"seed {seed} epoch {epoch}")
             return got["scores"]["acc1_mean"]
-        metrics, points, skips = targets.measure(tt, params, trained, at_epoch, chance_pct(params.attributes))
+        metrics, points, skips = targets.measure(tt, params, trained, at_epoch, chance)
         out.metrics.update(metrics)
         out.points += points
         out.skip.update(skips)
@@ -253,11 +266,27 @@ def run(params: Params | PaperRecipe, scale: str, build_dir: Path = CACHE, *, tr
     out.metrics.update(rate_metrics(out.points))
     out.metrics.update(contrasts.all_metrics(params, correct))
     if params.text_checks:
-        out.metrics.update(textcheck.measure(params.text_checks, data))
+        out.metrics.update(textcheck.measure(params.text_checks, source.proxy_root))
     return out
 
 
-def _soup(params: Params, soup, spec: DataSpec, data: Path, trained: dict, correct: dict, accs: dict,
+def _target(tt, source: Source, out: Output):
+    """The comparison with its pre-registered target: the suite's (procedural data) or, on own
+    data, the user config's own_data.targets; None when that has none for it (its metrics skipped,
+    saying what to set: a target is never taken from the run itself)."""
+    if not source.own:
+        return tt
+    if tt.name not in source.targets:
+        why = (f"skipped: pre-register the mean zero-shot accuracy to reach on your data as "
+               f"own_data.targets.{tt.name} in the user config, before the run (docs/own-data.md)")
+        out.skip.update({m: why for m in (names.speedup_to_target(tt.name), names.step_s_to_target(tt.name, "arm"),
+                                          names.step_s_to_target(tt.name, "baseline"))})
+        return None
+    return tt.model_copy(update={"target_acc1_pct": source.targets[tt.name],
+                                 "target_source": f"user config own_data.targets.{tt.name}"})
+
+
+def _soup(params: Params, soup, source: Source, trained: dict, correct: dict, accs: dict,
           out: Output, cache: Path) -> None:
     """Per seed its ingredients share: the uniform soup, evaluated like a stage (cached beside it),
     then its paired metrics (runners.training.soups)."""
@@ -266,9 +295,9 @@ def _soup(params: Params, soup, spec: DataSpec, data: Path, trained: dict, corre
     for seed in seeds:
         ckpt = soups.checkpoint(soup, {n: (trained[(n, seed)].checkpoint, trained[(n, seed)].logs.name)
                                        for n in soup.of}, cache)
-        cached = ckpt.parent / f"eval-{eval_key(params, spec)}.json"
+        cached = ckpt.parent / f"eval-{eval_key(params, source)}.json"
         if not cached.exists():
-            evaluate_to(params, first, ckpt, data, cached)
+            evaluate_to(params, first, ckpt, source, cached)
         scores = json.loads(cached.read_text())
         correct[(soup.name, seed)] = zeroshot.unpack(scores["correct"])
         for key, value in scores["scores"].items():
@@ -306,42 +335,47 @@ def rate_metrics(points: list[dict]) -> dict[str, Metric]:
     return out
 
 
-EVAL_VERSION = 1  # bumped when evaluate() changes what it measures (cached evaluations are keyed by it)
+EVAL_VERSION = 2  # bumped when evaluate() changes what it measures (cached evaluations are keyed by it)
 
 
-def eval_key(params: Params, spec: DataSpec) -> str:
+def eval_key(params: Params, source: Source) -> str:
     """What a stage's evaluation depends on besides its checkpoint and model (both in its folder)."""
-    blob = json.dumps([EVAL_VERSION, spec.fingerprint(), params.eval_image_size, params.attributes,
+    blob = json.dumps([EVAL_VERSION, source.eval_key, params.eval_image_size, params.attributes,
                        params.retrieval], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-def evaluate_to(params: Params, stage: Stage, ckpt: Path, data: Path, out: Path) -> int:
-    """evaluate(), in its own process (runners.training.stage.in_process), written to `out`."""
+def evaluate_to(params: Params, stage: Stage, ckpt: Path, source: Source, out: Path) -> int:
+    """evaluate(), in its own process (runners.training.stage.in_process), written to `out`; on the
+    GPU when one is visible (as the trainer)."""
     from cliprepro.record import atomic_write_text
 
-    scores = evaluate(params, stage, ckpt, data, torch.device("cpu"))
-    correct = scores.pop("_correct")
-    atomic_write_text(out, json.dumps({"scores": scores, "correct": zeroshot.pack(correct)}))
+    scores = evaluate(params, stage, ckpt, source, torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    correct, chance = scores.pop("_correct"), scores.pop("_chance_pct")
+    atomic_write_text(out, json.dumps({"scores": scores, "correct": zeroshot.pack(correct), "chance_pct": chance}))
     return 0
 
 
-def evaluate(params: Params, stage: Stage, ckpt: Path, data: Path, device: torch.device) -> dict:
-    """Zero-shot scores of one checkpoint (every stage at eval_image_size when set; its own text
-    context, since a text tower trained at a short context has no later positions trained)."""
+def evaluate(params: Params, stage: Stage, ckpt: Path, source: Source, device: torch.device) -> dict:
+    """Zero-shot scores of one checkpoint on each of the source's sets, and their mean over all
+    examples (every stage at eval_image_size when set; its own text context, since a text tower
+    trained at a short context has no later positions trained)."""
     eval_px = params.eval_image_size or stage.image_size
     model, transform, tokenizer = zeroshot.load_model(stage.model, ckpt, eval_px, device, stage.context_length)
-    per_attr: list[np.ndarray] = []
+    per_set: list[np.ndarray] = []
     scores: dict = {}
-    for attribute in params.attributes:
-        result = zeroshot.classify(model, tokenizer, transform, data / "eval" / f"wds_{attribute}", attribute, device)
-        scores[f"acc1_{attribute}"] = 100 * result.metrics["acc1"]
-        per_attr.append(result.correct)
-    correct = np.concatenate(per_attr)
+    guessed = 0.0  # expected correct answers of a uniform guess: chance of the mean
+    for name, folder in source.eval_sets.items():
+        result = (zeroshot.classify_imagenet(model, tokenizer, transform, folder, device) if name == sources.IMAGENET
+                  else zeroshot.classify(model, tokenizer, transform, folder, name, device))
+        scores[f"acc1_{name}"] = 100 * result.metrics["acc1"]
+        per_set.append(result.correct)
+        guessed += len(result.correct) / result.meta["n_classes"]
+    correct = np.concatenate(per_set)
     scores["acc1_mean"] = 100 * float(correct.mean())
-    if params.retrieval:
-        r = zeroshot.retrieve(model, tokenizer, transform, data / "eval" / "wds_retrieval", "retrieval", device,
-                              recall_k=names.RETRIEVAL_RECALL_K)
+    if params.retrieval and not source.own:
+        r = zeroshot.retrieve(model, tokenizer, transform, source.proxy_root / "eval" / "wds_retrieval", "retrieval",
+                              device, recall_k=names.RETRIEVAL_RECALL_K)
         scores.update({k.replace("@", "_at_"): 100 * v for k, v in r.metrics.items()})
-    scores["_correct"] = correct
+    scores["_correct"], scores["_chance_pct"] = correct, 100 * guessed / len(correct)
     return scores

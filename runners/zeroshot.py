@@ -77,7 +77,7 @@ def classify(model, tokenizer, transform, root: Path, name: str, device: torch.d
     if len(ds.classes) >= 5:
         metrics["acc5"] = zsc.accuracy(logits, target, topk=(5,))[0]
     correct = (pred == target).numpy().astype(np.uint8)
-    return Scores(metrics, correct, {"classes": list(ds.classes), "n": int(len(target))})
+    return Scores(metrics, correct, {"classes": list(ds.classes), "n_classes": len(ds.classes), "n": int(len(target))})
 
 
 def retrieve(model, tokenizer, transform, root: Path, name: str, device: torch.device,
@@ -178,7 +178,7 @@ def classify_imagenet(model, tokenizer, transform, root: Path, device: torch.dev
     logits, target = zsc.run_classification(model, classifier, loader, dev, amp=amp)
     acc1, acc5 = zsc.accuracy(logits, target, topk=(1, 5))
     correct = (logits.argmax(axis=1) == target).numpy().astype(np.uint8)
-    meta = {"n": int(len(target)), "layout": layout, "templates": templates, "templates_sha256": text_digest(prompts),
+    meta = {"n": int(len(target)), "n_classes": len(classes), "layout": layout, "templates": templates, "templates_sha256": text_digest(prompts),
             "n_templates": len(prompts), "classnames_sha256": text_digest(classes), "amp": amp}
     return Scores({"acc1": acc1, "acc5": acc5}, correct, meta)
 

@@ -220,6 +220,9 @@ class TestPaperScaleTraining:
         assert pick_scale(suite, "auto", cuda=False, weights=True) == "paper"
         assert pick_scale(suite, "auto", cuda=True, weights=True) == "paper"  # weights before a GPU
         assert pick_scale(suite, "auto", cuda=True, weights=False) == "proxy"  # clipa_l16 has no gpu scale
+        flip, _ = layout.load("flip_mask_ablation")  # its gpu scale trains on your own data
+        assert pick_scale(flip, "auto", cuda=True) == "proxy"
+        assert pick_scale(flip, "auto", cuda=True, own_data=True) == "gpu"
         (root_copy / "in1k").rmdir()  # a configured folder that is gone: bad input, naming the key
         with pytest.raises(InputError, match="cliprepro.yaml: imagenet_val: no such folder"):
             released_weights_configured(layout, suite)
@@ -246,7 +249,7 @@ class TestPaperScaleTraining:
         monkeypatch.delenv("CLIPREPRO_CONFIG", raising=False)
         (root_copy / "cliprepro.yaml").write_text("imagenet: /x\n")
         assert main(["--root", str(root_copy), "run", "clipa_l16", "--scale", "paper"]) == 2
-        assert "cliprepro.yaml: imagenet: unknown key; allowed: imagenet_val, retrieval, train_data, weights" in capsys.readouterr().err
+        assert "cliprepro.yaml: imagenet: unknown key; allowed: imagenet_val, own_data, retrieval, train_data, weights" in capsys.readouterr().err
 
 
 class TestWithoutTheTagger:

@@ -11,6 +11,7 @@ import pytest
 from runners.schema.params import Stage, TrainParams
 from runners.training import stage as st
 from runners.training.proxydata import DataSpec
+from runners.training.sources import proxy_at
 
 SPEC = DataSpec(seed=0, image_px=32, train_samples=256, eval_samples=10, shard_samples=128)
 
@@ -49,7 +50,7 @@ class TestTrainAll:
         monkeypatch.setattr(st, "run_stage", fake_run_stage)
         monkeypatch.setattr(st, "in_process", fake_in_process)
         monkeypatch.setenv("CLIPREPRO_TRAIN_JOBS", "2")
-        out = st.train_all(_params(), SPEC, tmp_path / "data", tmp_path / "cache", 0.5, None, "k")
+        out = st.train_all(_params(), proxy_at(SPEC, tmp_path / "data", []), tmp_path / "cache", 0.5, None, "k")
         assert set(out) == {(s, seed) for s in ("pre", "ft", "ctl") for seed in (0, 1, 2)}
         assert peak[0] == 2
         end_pre = {seed: t for kind, name, seed, t in events if kind == "end" and name == "pre"}
@@ -65,7 +66,7 @@ class TestTrainAll:
 
         monkeypatch.setattr(st, "run_stage", boom)
         with pytest.raises(RuntimeError, match="boom"):
-            st.train_all(_params(), SPEC, tmp_path, tmp_path / "cache", 0.0, None, "k")
+            st.train_all(_params(), proxy_at(SPEC, tmp_path, []), tmp_path / "cache", 0.0, None, "k")
 
     @pytest.mark.parametrize("steps_written,ok", [(4, True), (3, False)])
     def test_an_exit_code_after_a_whole_stage_is_said_and_the_stage_kept(self, tmp_path, monkeypatch, capsys,
@@ -84,16 +85,20 @@ class TestTrainAll:
 
         monkeypatch.setattr(st, "in_process", fake_in_process)
         if ok:
-            ckpt, trained = st.run_stage(params, stage, tmp_path / "data", logs, 0, None)
+            ckpt, trained = st.run_stage(params, stage, proxy_at(SPEC, tmp_path / "data", []), logs, 0, None)
             assert trained and ckpt.name == "epoch_2.pt" and "exited with 255" in capsys.readouterr().err
         else:
             with pytest.raises(RuntimeError, match="failed with exit 255"):
-                st.run_stage(params, stage, tmp_path / "data", logs, 0, None)
+                st.run_stage(params, stage, proxy_at(SPEC, tmp_path / "data", []), logs, 0, None)
 
-    @pytest.mark.parametrize("cores,env,want", [(2, None, (2, 1)), (16, None, (2, 8)), (1, None, (1, 1)),
-                                                (2, "1", (1, 2))])
-    def test_jobs_and_threads(self, monkeypatch, cores, env, want):
+    @pytest.mark.parametrize("cores,gpu,env,want", [(2, False, None, (2, 1)), (16, False, None, (2, 8)),
+                                                    (1, False, None, (1, 1)), (2, False, "1", (1, 2)),
+                                                    (16, True, None, (1, 16)), (16, True, "2", (2, 8))])
+    def test_jobs_and_threads(self, monkeypatch, cores, gpu, env, want):
+        import torch
+
         monkeypatch.setattr(st.os, "cpu_count", lambda: cores)
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: gpu)
         if env is None:
             monkeypatch.delenv("CLIPREPRO_TRAIN_JOBS", raising=False)
         else:

@@ -13,6 +13,8 @@ import pytest
 import torch
 
 from runners.schema.params import Stage, TrainParams
+from runners.training.proxydata import DataSpec
+from runners.training.sources import proxy_at
 from runners.training.stage import stage_argv
 from tests.conftest import REPO
 
@@ -56,7 +58,7 @@ class TestStageArgv:
         (tmp_path / "train").mkdir()
         for i in range(3):
             (tmp_path / "train" / f"shard-{i:05d}.tar").touch()
-        argv = stage_argv(params, params.stages[0], tmp_path, tmp_path / "logs", 7, None)
+        argv = stage_argv(params, params.stages[0], proxy_at(DataSpec(), tmp_path, []), tmp_path / "logs", 7, None)
         flags = dict(zip(argv[::2], argv[1::2]))
         assert flags["--train-data"].endswith("train/shard-{00000..00002}.tar")
         assert (flags["--force-image-size"], flags["--seed"], flags["--epochs"]) == ("16", "7", "2")
@@ -68,7 +70,7 @@ class TestStageArgv:
         (tmp_path / "train").mkdir()
         for i in range(3):
             (tmp_path / "train" / f"shard-{i:05d}.tar").touch()
-        flags = dict(zip(*[iter(stage_argv(params, stage, tmp_path, tmp_path / "logs", 7, None))] * 2))
+        flags = dict(zip(*[iter(stage_argv(params, stage, proxy_at(DataSpec(), tmp_path, []), tmp_path / "logs", 7, None))] * 2))
         assert flags["--train-data"].endswith("train/shard-{00000..00000}.tar") and flags["--seed"] == "12"
 
     def test_later_fields_at_their_default_leave_dumps_as_they_were(self):
@@ -150,11 +152,11 @@ def test_killed_run_resumes_to_the_same_step_count(tmp_path):
 def test_a_stage_is_a_function_of_its_arguments(tmp_path):
     """Two fresh trainings with one seed give the same weights, with the random image and text masks
     on (RNG in the trainer and in the DataLoader workers); another seed gives other weights."""
-    from runners.training.proxydata import DataSpec, ensure
+    from runners.training.sources import proxy
     from runners.training.stage import run_stage
 
-    data = ensure(DataSpec(seed=1, image_px=32, train_samples=512, eval_samples=20, shard_samples=128),
-                  tmp_path / "data")
+    data = proxy(DataSpec(seed=1, image_px=32, train_samples=512, eval_samples=20, shard_samples=128),
+                 tmp_path / "data", [])
     stage = Stage(name="s", model="ViT-Tiny96-P8", epochs=2, batch_size=64, lr=1e-3, warmup=4,
                   patch_dropout=0.5, context_length=8, text_mask="random")
     params = TrainParams(stages=[stage], seeds=[0])

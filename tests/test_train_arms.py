@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from runners import declared_metrics
 from runners.training import contrasts
 from runners.schema.params import Stage, TrainParams
 from runners.training.proxydata import DataSpec
+from runners.training.sources import proxy_at
 from runners import train
 from runners.model.masks import planned_mask
 from runners.train import planned_tokens
@@ -64,25 +66,25 @@ class TestStageSchema:
 
 
 class TestStageKey:
-    SPEC = DataSpec(train_samples=64)
+    SOURCE = proxy_at(DataSpec(train_samples=64), Path("/nonexistent"), [])
 
     def test_names_and_seed_counts_do_not_split_the_cache(self):
         one = params({"name": "base"}, seeds=(0, 1))
         other = params({"name": "mask0", "n_seeds": 1}, seeds=(0, 1))
-        assert stage_key(one, one.stages[0], self.SPEC, 0) == stage_key(other, other.stages[0], self.SPEC, 0)
+        assert stage_key(one, one.stages[0], self.SOURCE, 0) == stage_key(other, other.stages[0], self.SOURCE, 0)
 
     @pytest.mark.parametrize("change", [{"lr": 2e-3}, {"text_mask": "syntax"}, {"patch_dropout": 0.5},
                                         {"train_num_samples": 32}])
     def test_training_changes_split_it(self, change):
         a, b = params({"name": "s"}), params({"name": "s", **change})
-        assert stage_key(a, a.stages[0], self.SPEC, 0) != stage_key(b, b.stages[0], self.SPEC, 0)
+        assert stage_key(a, a.stages[0], self.SOURCE, 0) != stage_key(b, b.stages[0], self.SOURCE, 0)
 
     def test_the_init_chain_is_part_of_the_key(self):
         p = params({"name": "a"}, {"name": "b", "lr": 5e-3}, {"name": "t", "init": "a"},
                    {"name": "u", "init": "b"})
-        keys = {stage_key(p, s, self.SPEC, 0) for s in p.stages}
+        keys = {stage_key(p, s, self.SOURCE, 0) for s in p.stages}
         assert len(keys) == 4
-        assert stage_key(p, p.stages[0], self.SPEC, 0) != stage_key(p, p.stages[0], self.SPEC, 1)
+        assert stage_key(p, p.stages[0], self.SOURCE, 0) != stage_key(p, p.stages[0], self.SOURCE, 1)
 
 
 class TestStageArgv:
@@ -95,7 +97,7 @@ class TestStageArgv:
     ])
     def test_flags(self, tmp_path, fields, expect, absent):
         p = params({"name": "s", **fields})
-        argv = stage_argv(p, p.stages[0], tmp_path, tmp_path / "logs", 0, None)
+        argv = stage_argv(p, p.stages[0], proxy_at(DataSpec(), tmp_path, []), tmp_path / "logs", 0, None)
         flags = dict(zip(argv[::2], argv[1::2]))
         assert {k: flags[k] for k in expect} == expect
         assert not set(absent) & set(flags)

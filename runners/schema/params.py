@@ -258,9 +258,10 @@ class TimeToTarget(Strict):
     name: str = Field(pattern=r"^[a-z0-9_]+$")
     arm: list[str] = Field(min_length=1, description="stages in order, e.g. [mask50, mask50_tuned]")
     baseline: list[str] = Field(min_length=1, description="stages in order, e.g. [mask0]")
-    target_acc1_pct: float = Field(gt=0, lt=100, description=(
-        "pre-registered mean zero-shot accuracy to reach; never the baseline's final number of the same run"))
-    target_source: str = Field(min_length=1, description="where the target comes from")
+    target_acc1_pct: float | None = Field(None, gt=0, lt=100, description=(
+        "pre-registered mean zero-shot accuracy to reach; never the baseline's final number of the same "
+        "run. On own data (data: own_data) it is not set here: the user config's own_data.targets gives it"))
+    target_source: str | None = Field(None, min_length=1, description="where the target comes from (with the target)")
 
 
 class TextCheck(Strict):
@@ -273,9 +274,15 @@ class TextCheck(Strict):
     captions: Literal["filler_first", "content_first", "all"] = "filler_first"
 
 
+OWN_DATA = "own_data"  # TrainParams.data: the user config's own_data in place of the procedural data
+PROXY_DATA_FIELDS = ("attributes", "retrieval", "text_checks")  # what only the procedural data has
+
+
 class TrainParams(_LaterFields):
-    _later = ("soups", "max_loss", "time_to_target")
-    data: DataParams = DataParams()
+    _later = ("soups", "max_loss", "time_to_target", "precision")
+    data: DataParams | Literal["own_data"] = Field(DataParams(), description=(
+        "the procedural proxy data (its parameters), or own_data: the user config's own_data shards and "
+        "zero-shot sets (a gpu scale; runners.training.sources)"))
     stages: list[Stage] = Field(min_length=1)
     seeds: list[int] = Field(min_length=1)
     attributes: list[Literal["shape", "color", "size", "position"]] = ["shape", "color", "size", "position"]
@@ -296,6 +303,32 @@ class TrainParams(_LaterFields):
         "a training loss above this is a divergence (a non-finite one always is): the run stops, "
         "recorded as an error"))
     time_to_target: list[TimeToTarget] = []
+    precision: Literal["fp32", "amp_bf16"] = Field("fp32", description="open_clip_train --precision")
+
+    @property
+    def own_data(self) -> bool:
+        return self.data == OWN_DATA
+
+    @model_validator(mode="after")
+    def _data(self) -> "TrainParams":
+        """Fields of the procedural data are refused with own data, not ignored; a time-to-target
+        target is pre-registered in the suite (procedural data) or in the user config (own data)."""
+        if self.own_data:
+            for name in PROXY_DATA_FIELDS:
+                if name in self.model_fields_set:
+                    raise ValueError(f"{name} belongs to the procedural data; with data: {OWN_DATA} the "
+                                     "user config's own_data.eval sets are evaluated")
+            for s in self.stages:
+                if s.train_shards:
+                    raise ValueError(f"stage {s.name}: train_shards needs the procedural data; with "
+                                     f"{OWN_DATA}, name the subset's shards in own_data.train")
+        for t in self.time_to_target:
+            if self.own_data and (t.target_acc1_pct is not None or t.target_source is not None):
+                raise ValueError(f"time_to_target {t.name}: with data: {OWN_DATA} the target is pre-registered "
+                                 f"in the user config (own_data.targets.{t.name}), not in the suite")
+            if not self.own_data and (t.target_acc1_pct is None or not t.target_source):
+                raise ValueError(f"time_to_target {t.name}: target_acc1_pct and target_source are required")
+        return self
 
     @model_validator(mode="after")
     def _refs(self) -> "TrainParams":

@@ -35,10 +35,11 @@ def reference_losses(work: Path) -> list[float]:
     """Per-step training losses of the reference stage, trained fresh in `work`."""
     from runners.schema.params import Stage, TrainParams
     from runners.training.stage import STAGE_DIR, run_stage
-    from runners.training.proxydata import DataSpec, ensure
+    from runners.training.proxydata import DataSpec
+    from runners.training.sources import proxy
 
     spec = DataSpec(seed=0, image_px=16, train_samples=512, eval_samples=10, shard_samples=256)
-    data = ensure(spec, work / "data")
+    data = proxy(spec, work / "data", [])
     stage = Stage(name="reference", model="ViT-Tiny48-P8", image_size=16, epochs=1, batch_size=64,
                   lr=1e-3, warmup=2, patch_dropout=0.5, context_length=8)
     params = TrainParams(stages=[stage], seeds=[0], data=spec.__dict__, workers=1)

@@ -26,7 +26,7 @@ from pathlib import Path
 from cliprepro import progress
 from runners.schema.params import Stage, TrainParams as Params
 from runners.training import fingerprint
-from runners.training.proxydata import DataSpec
+from runners.training.sources import Source
 from runners.upstream import steplog
 from runners.upstream.divergence import DIVERGED, Diverged
 
@@ -44,7 +44,7 @@ def _key(*parts: object) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def stage_key(params: Params, stage: Stage, spec: DataSpec, seed: int, threads: int = 1) -> str:
+def stage_key(params: Params, stage: Stage, source: Source, seed: int, threads: int = 1) -> str:
     """Cache key of a stage's training: the data, the seed, the common settings, the trainer's
     thread count (float sums depend on it) and every stage of its init chain (not names, so suites
     that define the same stage share one trained model)."""
@@ -53,23 +53,23 @@ def stage_key(params: Params, stage: Stage, spec: DataSpec, seed: int, threads: 
     while current is not None:
         chain.insert(0, current.model_dump(exclude={"name", "n_seeds", "init"}))
         current = params.init_of(current)
-    common = params.model_dump(include={"beta1", "beta2", "eps", "wd", "workers"})
+    common = params.model_dump(include={"beta1", "beta2", "eps", "wd", "workers", "precision"})
     # the training path's fingerprint, not a hand-bumped version: a change to what training does
     # changes it (runners.training.fingerprint), so no stage cached before is reused
-    return _key(fingerprint.COMMITTED, spec.fingerprint(), seed, common, threads, *chain)
+    return _key(fingerprint.COMMITTED, source.train_key, seed, common, threads, *chain)
 
 
-def stage_argv(params: Params, stage: Stage, data: Path, logs: Path, seed: int,
+def stage_argv(params: Params, stage: Stage, source: Source, logs: Path, seed: int,
                init: Path | None) -> list[str]:
-    """open_clip_train arguments for one stage (the shards' sizes.json gives the sample count),
-    then ours for runners.upstream.openclip_main (image / text masks, the first-batch token probe)."""
-    shards = sorted((data / "train").glob("shard-*.tar"))[:stage.train_shards]  # a subset: the first n
-    argv = ["--train-data", f"{data / 'train'}/shard-{{00000..{len(shards) - 1:05d}}}.tar",
+    """open_clip_train arguments for one stage (the procedural shards' sizes.json gives their sample
+    count; own data say theirs), then ours for runners.upstream.openclip_main (image / text masks,
+    the first-batch token probe)."""
+    argv = ["--train-data", source.train_pattern(stage.train_shards),
             "--dataset-type", "webdataset", "--model", stage.model, "--epochs", str(stage.epochs),
             "--batch-size", str(stage.batch_size), "--lr", str(stage.lr), "--warmup", str(stage.warmup),
             "--wd", str(params.wd), "--beta1", str(params.beta1), "--beta2", str(params.beta2),
             "--eps", str(params.eps), "--workers", str(params.workers), "--seed", str(seed + stage.seed_offset),
-            "--logs", str(logs), "--name", STAGE_DIR, "--save-frequency", "1", "--precision", "fp32",
+            "--logs", str(logs), "--name", STAGE_DIR, "--save-frequency", "1", "--precision", params.precision,
             "--report-to", "", "--log-every-n-steps", "1000000"]
     if stage.image_size:
         argv += ["--force-image-size", str(stage.image_size)]
@@ -77,8 +77,8 @@ def stage_argv(params: Params, stage: Stage, data: Path, logs: Path, seed: int,
         argv += ["--force-patch-dropout", str(stage.patch_dropout)]
     if stage.context_length:
         argv += ["--force-context-length", str(stage.context_length)]
-    if stage.train_num_samples:
-        argv += ["--train-num-samples", str(stage.train_num_samples)]
+    if stage.train_num_samples or source.own:
+        argv += ["--train-num-samples", str(source.epoch_samples(stage))]
     if init is not None:
         argv += ["--pretrained", str(init)]
     if stage.mask_kind != "random":
@@ -102,17 +102,11 @@ def die_with_parent() -> None:
         _PRCTL(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
 
 
-def epoch_samples(stage: Stage, spec: DataSpec) -> int:
-    """Samples per epoch: --train-num-samples, else the shards it reads (all, or its first n)."""
-    shards = min(spec.train_samples, stage.train_shards * spec.shard_samples) if stage.train_shards else spec.train_samples
-    return stage.train_num_samples or shards
+def steps_planned(stage: Stage, source: Source) -> int:
+    return stage.epochs * -(-source.epoch_samples(stage) // stage.batch_size)
 
 
-def steps_planned(stage: Stage, spec: DataSpec) -> int:
-    return stage.epochs * -(-epoch_samples(stage, spec) // stage.batch_size)
-
-
-def run_stage(params: Params, stage: Stage, data: Path, logs: Path, seed: int, init: Path | None,
+def run_stage(params: Params, stage: Stage, source: Source, logs: Path, seed: int, init: Path | None,
               bare_step_s: float = 0.0, extra_argv: list[str] | None = None,
               env: dict[str, str] | None = None) -> tuple[Path, bool]:
     """The stage's final checkpoint, training (or resuming) only what is missing, and whether
@@ -122,7 +116,7 @@ def run_stage(params: Params, stage: Stage, data: Path, logs: Path, seed: int, i
     final = ckpts / f"epoch_{stage.epochs}.pt"
     if final.exists():
         return final, False
-    argv = stage_argv(params, stage, data, logs, seed, init) + list(extra_argv or [])
+    argv = stage_argv(params, stage, source, logs, seed, init) + list(extra_argv or [])
     if bare_step_s:
         argv += ["--cliprepro-bare-step-s", str(bare_step_s)]
     for partial in ckpts.glob("*.tmp"):  # a save cut off by a kill: never a checkpoint
@@ -134,7 +128,7 @@ def run_stage(params: Params, stage: Stage, data: Path, logs: Path, seed: int, i
     else:
         shutil.rmtree(logs, ignore_errors=True)  # killed before its first checkpoint: start clean
     logs.mkdir(parents=True, exist_ok=True)
-    total = steps_planned(stage, DataSpec(**params.data.model_dump()))
+    total = steps_planned(stage, source)
     with progress.unit(f"train {stage.name} seed {seed}", total, "step") as bar:
         returncode = in_process(_trainer, (argv,), logs / TRAINER_LOG, env, lambda: bar.set(_steps_done(logs)))
     if returncode != 0 and final.exists() and _steps_done(logs) >= total:
@@ -239,20 +233,24 @@ class Trained:
 
 def trainer_jobs() -> tuple[int, int]:
     """(processes at once, threads each): on a small CPU two one-thread trainers train ~1.5x more
-    samples per second than one two-thread trainer (docs/design.md); $CLIPREPRO_TRAIN_JOBS overrides."""
+    samples per second than one two-thread trainer (docs/design.md); with a GPU (the trainer uses
+    it when one is visible) one at a time, each with the GPU to itself. $CLIPREPRO_TRAIN_JOBS overrides."""
+    import torch
+
     cores = os.cpu_count() or 1
-    jobs = int(os.environ.get("CLIPREPRO_TRAIN_JOBS", "2" if cores >= 2 else "1"))
+    alone = torch.cuda.is_available() or cores < 2
+    jobs = int(os.environ.get("CLIPREPRO_TRAIN_JOBS", "1" if alone else "2"))
     return max(1, jobs), max(1, cores // max(1, jobs))
 
 
-def evaluate_once(evaluator, params: Params, stage: Stage, ckpt: Path, data: Path, out: Path, what: str) -> dict:
+def evaluate_once(evaluator, params: Params, stage: Stage, ckpt: Path, source: Source, out: Path, what: str) -> dict:
     """The evaluator's JSON for one checkpoint, written to `out` by its own process once (kept
     beside the stage: a later run reads it)."""
     if not out.exists():
         out.parent.mkdir(parents=True, exist_ok=True)
         log = out.parent / "eval.log"
         with progress.unit(f"evaluate {stage.name} {what}", 1, "checkpoint") as bar:
-            code = in_process(evaluator, (params, stage, ckpt, data, out), log, {"OMP_NUM_THREADS": str(trainer_jobs()[1])})
+            code = in_process(evaluator, (params, stage, ckpt, source, out), log, {"OMP_NUM_THREADS": str(trainer_jobs()[1])})
             if code != 0 or not out.exists():
                 tail = log.read_text().splitlines()[-5:]
                 raise RuntimeError(f"evaluation of {stage.name} ({what}) failed: " + "\n".join(tail))
@@ -260,7 +258,7 @@ def evaluate_once(evaluator, params: Params, stage: Stage, ckpt: Path, data: Pat
     return json.loads(out.read_text())
 
 
-def train_all(params: Params, spec: DataSpec, data: Path, cache: Path, bare_step_s: float,
+def train_all(params: Params, source: Source, cache: Path, bare_step_s: float,
               evaluator, eval_key: str) -> dict[tuple[str, int], Trained]:
     """Train and evaluate every (stage, seed) of a run, up to trainer_jobs() processes at once; a
     stage waits for its init stage of the same seed. The first seed of each stage also times the
@@ -272,16 +270,16 @@ def train_all(params: Params, spec: DataSpec, data: Path, cache: Path, bare_step
     pool = ThreadPoolExecutor(max_workers=jobs)  # FIFO: an init stage is always started before its users
 
     def one(stage: Stage, seed: int, first: bool, init: Future | None) -> Trained:
-        logs = cache / stage_key(params, stage, spec, seed, threads)
+        logs = cache / stage_key(params, stage, source, seed, threads)
         from_ckpt = init.result().checkpoint if init is not None else None
         started, trained = time.time(), None
         if stage.epochs:
-            ckpt, trained = run_stage(params, stage, data, logs, seed, from_ckpt, bare_step_s if first else 0.0, env=env)
+            ckpt, trained = run_stage(params, stage, source, logs, seed, from_ckpt, bare_step_s if first else 0.0, env=env)
         else:
             assert from_ckpt is not None
             ckpt = from_ckpt
         seconds = time.time() - started
-        out = evaluate_once(evaluator, params, stage, ckpt, data, logs / f"eval-{eval_key}.json", f"seed {seed}")
+        out = evaluate_once(evaluator, params, stage, ckpt, source, logs / f"eval-{eval_key}.json", f"seed {seed}")
         return Trained(ckpt, logs, trained, seconds, out)
 
     try:
