@@ -167,7 +167,7 @@ def run_stages(args, layout: Layout, suite: str, recipe, cluster, plans, logs: P
 
 
 def collect(layout: Layout, suite: str, recipe, logs: Path, launched: dict) -> int:
-    """The trained checkpoints into a paper-scale record (runners.train.run_released)."""
+    """The trained checkpoints into a paper-scale record (runners.training.paper.run_recipe)."""
     from cliprepro.cli import _outcome_status, _print_outcome
     from cliprepro.runflow import execute
 

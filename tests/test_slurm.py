@@ -14,6 +14,7 @@ import pytest
 
 from cliprepro.cli import main
 from runners.training import preflight, slurm
+from runners.training.paper import optimizer_steps
 from runners.training.preflight import Facts
 from tests.conftest import REPO
 
@@ -148,13 +149,6 @@ class TestLaunchRefusals:
         assert "gpus_per_node" in capsys.readouterr().err
 
 
-def _steps(ckpt: Path) -> int:
-    import torch
-
-    state = torch.load(ckpt, map_location="cpu", weights_only=True)["optimizer"]["state"]
-    return int(next(iter(state.values()))["step"])
-
-
 @pytest.mark.slow
 def test_a_slurm_job_killed_and_requeued_resumes_to_the_same_step_count(tmp_path):
     """2 CPU processes per stage (srun tasks, gloo) through open_clip_train's SLURM path. Stage
@@ -186,7 +180,7 @@ def test_a_slurm_job_killed_and_requeued_resumes_to_the_same_step_count(tmp_path
     assert json.loads((tmp_path / "slurm" / f"job-{job}.json").read_text())["restarts"] == 1
     assert "Found checkpoint" in (root / "logs" / "pretrain" / "out.log").read_text() or \
         "resum" in (root / "logs" / "pretrain" / "out.log").read_text().lower()
-    assert _steps(root / "logs" / "pretrain" / "checkpoints" / "epoch_3.pt") == 24
+    assert optimizer_steps(root / "logs" / "pretrain" / "checkpoints" / "epoch_3.pt") == 24
     [path] = (root / "build" / "results").glob("tiny_paper*.json")
     record = json.loads(path.read_text())
     launch = record["inputs"]["launch"]

@@ -124,10 +124,11 @@ def _run(root: Path, **kw) -> subprocess.Popen:
                             start_new_session=True, **kw)
 
 
-def _final_steps(root: Path) -> int:
+def _final_steps(root: Path) -> int | None:
+    from runners.training.paper import optimizer_steps
+
     [ckpt] = root.glob("build/train/*/stage/checkpoints/epoch_3.pt")
-    state = torch.load(ckpt, map_location="cpu", weights_only=True)["optimizer"]["state"]
-    return int(next(iter(state.values()))["step"])
+    return optimizer_steps(ckpt)
 
 
 @pytest.mark.slow
