@@ -56,6 +56,14 @@ class TestPublishedScripts:
         sruns = [x for x in script.splitlines() if x.startswith("srun ")]
         assert len(sruns) == 2 and _flags(sruns[0])["--batch-size"] == "4096"  # 32,768 over 8 GPUs
 
+    @pytest.mark.parametrize("nodes, gpus_per_node", [(1, 1), (1, 2), (1, 4), (2, 8), (4, 8)])
+    def test_the_global_batch_is_the_papers_on_any_cluster(self, nodes, gpus_per_node):
+        """The recipe was published for 8 GPUs; on another count the per-GPU batch follows the cluster."""
+        recipe, cluster = _recipe(), launch.Cluster(nodes=nodes, gpus_per_node=gpus_per_node)
+        lines = launch.commands("torchrun", recipe, cluster, launch.plan(recipe, cluster, no_rate))
+        for line, stage in zip(lines, recipe.stages):
+            assert int(_flags(line)["--batch-size"]) * nodes * gpus_per_node == stage.global_batch
+
     def test_deepspeed_is_refused_for_open_clip_train_recipes(self):
         recipe, cluster = _recipe(), launch.Cluster()
         with pytest.raises(InputError, match="DeepSpeed loop"):

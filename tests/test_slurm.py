@@ -1,6 +1,7 @@
 """Launching a published recipe for real: preflight (pure), following a SLURM job (sacct parsing,
 state changes), the CLI's refusals, and (slow) a 2-process training through a fake SLURM that is
-killed, requeued and resumes to the same optimizer step count (tests/fakeslurm.py)."""
+killed, requeued and resumes to the same optimizer step count (tests/fakeslurm.py); a local launch
+on one CPU "GPU" whose checkpoints are evaluated on a configured ImageNet (slow)."""
 from __future__ import annotations
 
 import json
@@ -186,3 +187,35 @@ def test_a_slurm_job_killed_and_requeued_resumes_to_the_same_step_count(tmp_path
     launch = record["inputs"]["launch"]
     assert (launch["job"], launch["state"], launch["steps"]) == (job, "COMPLETED", {"pretrain": 24, "finetune": 8})
     assert launch["train_data"]["shards"] == 4 and "path" not in json.dumps(launch)
+
+
+@pytest.mark.slow
+def test_a_local_launch_trains_in_order_then_evaluates_its_checkpoints_on_imagenet(tmp_path):
+    """`--launcher local` with one "GPU" that is this CPU (cluster gpu: cpu): each stage one process,
+    in order, then the trained checkpoints zero-shot on the configured ImageNet, here a clip_benchmark
+    wds set the test writes (the procedural colour set). The record holds each stage's accuracy on
+    it, where the checkpoints came from (trained here), the eval set's fingerprint and the steps."""
+    from runners.training.proxydata import DataSpec, ensure
+
+    data = ensure(DataSpec(train_samples=512, eval_samples=40, shard_samples=128), tmp_path / "data")
+    root = _layout(tmp_path, f"{data}/train/shard-{{00000..00003}}.tar")
+    with open(root / "cliprepro.yaml", "a") as f:
+        f.write(f"imagenet_val: {data / 'eval' / 'wds_color'}\n")
+    (root / "cluster.yaml").write_text("nodes: 1\ngpus_per_node: 1\ngpu: cpu\ncpus_per_task: 1\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "2",
+           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}  # `python` in the printed lines
+    env.pop("CLIPREPRO_CONFIG", None)
+    proc = subprocess.run([sys.executable, "-m", "cliprepro", *_argv(root, "local")], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    assert proc.stdout.count("running: python -m runners.upstream.openclip_main") == 2
+    [path] = (root / "results").glob("tiny_paper__paper__*.json")  # measured at paper scale: results/
+    record = json.loads(path.read_text())
+    inputs = record["inputs"]
+    assert (inputs["launch"]["launcher"], inputs["launch"]["state"]) == ("local", "COMPLETED")
+    assert inputs["launch"]["steps"] == {"pretrain": 24, "finetune": 8}
+    assert inputs["pretrain_checkpoint"]["config_key"] == "trained here (launch)"
+    assert inputs["imagenet_val"]["fingerprint"] and str(data) not in path.read_text()
+    for stage in ("pretrain", "finetune"):
+        correct = record["metrics"][f"in1k_acc1_{stage}"]["value"] * 40 / 100  # of the set's 40 examples
+        assert correct == pytest.approx(round(correct)) and 0 <= correct <= 40

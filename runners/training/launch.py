@@ -102,9 +102,10 @@ def _argv(recipe: PaperRecipe, stage: PaperStage, p: StagePlan) -> list[str]:
     src = recipe.init_of(stage)
     init = f"logs/{src.name}/checkpoints/epoch_{src.epochs}.pt" if src else None
     argv = stage_argv(recipe, stage, init)
-    if p.accum_freq > 1:  # the same global batch in micro-batches that fit
-        i = argv.index("--batch-size")
-        argv[i + 1] = str(p.micro_batch)
+    # the plan's per-GPU batch: the global batch over this cluster's GPUs (not the recipe's count),
+    # in micro-batches that fit when memory forces it
+    argv[argv.index("--batch-size") + 1] = str(p.micro_batch)
+    if p.accum_freq > 1:
         argv += ["--accum-freq", str(p.accum_freq)]
     return argv + ["--resume", "latest"]  # a requeued or re-run stage continues where it stopped
 
