@@ -102,11 +102,16 @@ def file_name(record: Record, rid: str) -> str:
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write via a temp file in the same folder and os.replace: readers never see half a file."""
+    atomic_write_bytes(path, text.encode())
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """atomic_write_text's bytes (a checkpoint serialised to memory first)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

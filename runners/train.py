@@ -27,14 +27,12 @@ from runners.training import sources
 from runners.training.proxydata import DataSpec, chance_pct
 from runners.training.sources import Source
 from runners.model.flops import tower_flops
-from runners.model.masks import classify_kept, kept_patches, planned_mask
 from runners import declared_metrics
-from runners.model.models import image_token_count, model_config, with_overrides
+from runners.model.models import model_config, with_overrides
 from runners.model.models import uses_syntax_mask as model_uses_syntax
-from runners.training import fingerprint, paper, soups
+from runners.training import fingerprint, paper, probe, soups, targets
 from runners.training.recipe import describe
-from runners.training import targets
-from runners.training.stage import PROBE, STAGE_DIR, STEP_LOG, evaluate_once, train_all, trainer_jobs
+from runners.training.stage import PROBE, STAGE_DIR, STEP_LOG, evaluate_once, teacher_of, train_all, trainer_jobs
 from runners.upstream import steplog
 
 __all__ = ["Params", "plan", "run"]
@@ -42,22 +40,15 @@ CACHE = Path(__file__).resolve().parent.parent / "build"
 BARE_STEP_S = 0.5  # timed block of the bare step, once per stage (its first seed)
 
 
-def planned_tokens(stage: Stage) -> dict[str, int]:
-    """Tokens that must reach the first image and text blocks in training (checked by the probe)."""
-    cfg = with_overrides(model_config(stage.model), image_size=stage.image_size,
-                         context_length=stage.context_length)
-    side = (cfg["vision_cfg"]["image_size"]) // cfg["vision_cfg"]["patch_size"]
-    patches = kept_patches(stage.mask_kind, side, side, stage.patch_dropout or 0.0)
-    return {"image_tokens": image_token_count(cfg) - side * side + patches,
-            "text_tokens": cfg["text_cfg"]["context_length"]}
-
-
-def train_gflop_per_sample(stage: Stage) -> float:
+def train_gflop_per_sample(stage: Stage, teacher_model: str | None = None) -> float:
     """Training GFLOPs per sample: 3x the forward FLOPs of both towers at the stage's tokens
-    (FlopCounterMode on the meta device; backward taken as 2x forward)."""
+    (FlopCounterMode on the meta device; backward taken as 2x forward). A MIM stage: 3x its image
+    tower's forward plus its teacher's image tower forward (the text tower is not trained)."""
     cfg = with_overrides(model_config(stage.model), image_size=stage.image_size,
                          context_length=stage.context_length, patch_dropout=stage.patch_dropout or 0.0)
     image, text = tower_flops(cfg)
+    if stage.mim is not None:
+        return (3 * image + tower_flops(model_config(teacher_model or stage.model))[0]) / 1e9
     return 3 * (image + text) / 1e9
 
 
@@ -76,7 +67,7 @@ def plan(params: Params | PaperRecipe, scale: str) -> str:
     for s in params.stages:
         cuts = [f"{s.mask_kind} mask {s.patch_dropout:g}" if s.patch_dropout else "",
                 f"text {s.text_mask} to {s.context_length}" if s.context_length else ""]
-        tokens = planned_tokens(s)
+        tokens = probe.planned_tokens(s)
         lines.append(f"  stage {s.name}: {s.model} at {s.image_size or 'native'} px"
                      f"{''.join(', ' + c for c in cuts if c)} ({tokens['image_tokens']} image / "
                      f"{tokens['text_tokens']} text tokens), {s.epochs} epochs"
@@ -107,32 +98,6 @@ def missing_resources(params: Params) -> str:
     return ""
 
 
-def _check_probe(stage: Stage, logs: Path) -> list[str]:
-    """A mismatch between the planned tokens and those the first training batch carried."""
-    probe = logs / PROBE
-    if stage.epochs == 0:
-        return []
-    if not probe.exists():
-        return [f"stage {stage.name}: no first-batch token probe at {probe}"]
-    seen, planned = json.loads(probe.read_text()), planned_tokens(stage)
-    errors = [f"stage {stage.name}: {k} planned {planned[k]}, first training batch had {seen.get(k)}"
-              for k in planned if seen.get(k) != planned[k]]
-    mask = mask_seen(seen)
-    want = planned_mask(stage.mask_kind, stage.patch_dropout)
-    if mask != want:  # counts cannot tell grid, block and random apart; the positions can
-        errors.append(f"stage {stage.name}: image mask planned {want}, the first training batch kept "
-                      f"patches as {mask}")
-    return errors
-
-
-def mask_seen(probe: dict) -> str | None:
-    """How the first training batch's kept patch positions look (None: not recorded)."""
-    if "image_positions" not in probe:
-        return None
-    h, w = probe["image_grid"]
-    return classify_kept(probe["image_positions"], h, w)
-
-
 def run(params: Params | PaperRecipe, scale: str, build_dir: Path = CACHE, *, trained: dict[str, Path] | None = None,
         launch: dict | None = None) -> Output:
     """`trained` and `launch` (paper scale): checkpoints a launched training made, per stage, and
@@ -160,14 +125,15 @@ def run(params: Params | PaperRecipe, scale: str, build_dir: Path = CACHE, *, tr
     accs: dict[str, list[float]] = {}
     gflop: dict[str, float] = {}
     for stage in params.stages:
-        init = params.init_of(stage)
-        own = stage.epochs * source.epoch_samples(stage) * train_gflop_per_sample(stage)
-        gflop[stage.name] = own + (gflop[init.name] if init else 0.0)  # compute from scratch to here
+        init, teacher = params.init_of(stage), teacher_of(params, stage)
+        own = stage.epochs * source.epoch_samples(stage) * train_gflop_per_sample(stage, teacher and teacher.model)
+        # compute from scratch to here: the init chain's, and a MIM teacher's training (charged to its students)
+        gflop[stage.name] = own + (gflop[init.name] if init else 0.0) + (gflop[teacher.name] if teacher else 0.0)
         for seed in params.seeds_of(stage):
             t = trained[(stage.name, seed)]
             ckpt, logs = t.checkpoint, t.logs
             rates = steplog.summary(json.loads((logs / STEP_LOG).read_text())) if (logs / STEP_LOG).exists() else {}
-            out.errors += _check_probe(stage, logs)
+            out.errors += probe.problems(stage, logs)
             out.inputs["checkpoints"][f"{stage.name}/seed{seed}"] = hashlib.sha256(ckpt.read_bytes()).hexdigest()[:16]
             scores_here = dict(t.scores["scores"])
             correct[(stage.name, seed)] = zeroshot.unpack(t.scores["correct"])
@@ -175,13 +141,13 @@ def run(params: Params | PaperRecipe, scale: str, build_dir: Path = CACHE, *, tr
                 name = (names.stage_accuracy(stage.name, key.removeprefix("acc1_")) if key.startswith("acc1_")
                         else names.stage_retrieval(key, stage.name))
                 accs.setdefault(name, []).append(value)
-            probe = logs / PROBE
+            probe_file = logs / PROBE
             out.points.append({"stage": stage.name, "seed": seed, "train_seconds": round(t.seconds, 1),
                                "train_gflop": round(gflop[stage.name], 3), "cache_key": logs.name,
                                "trained": t.trained, **{k: round(v, 4) for k, v in rates.items()},
-                               **({k: v for k, v in json.loads(probe.read_text()).items() if k.endswith("_tokens")}
-                                  | {"image_mask_seen": mask_seen(json.loads(probe.read_text()))}
-                                  if probe.exists() and stage.epochs else {}),
+                               **({k: v for k, v in json.loads(probe_file.read_text()).items() if k.endswith("_tokens")}
+                                  | {"image_mask_seen": probe.mask_seen(json.loads(probe_file.read_text()))}
+                                  if probe_file.exists() and stage.epochs else {}),
                                "predictions": zeroshot.pack(correct[(stage.name, seed)]),
                                **{k: round(v, 4) for k, v in scores_here.items()}})
     for soup in params.soups:

@@ -13,13 +13,12 @@ from pydantic import ValidationError
 
 from cliprepro.record import Metric
 from runners import declared_metrics
-from runners.training import contrasts
+from runners.training import contrasts, probe
 from runners.schema.params import Stage, TrainParams
 from runners.training.proxydata import DataSpec
 from runners.training.sources import proxy_at
-from runners import train
 from runners.model.masks import planned_mask
-from runners.train import planned_tokens
+from runners.training.probe import planned_tokens
 from runners.training.stage import stage_argv, stage_key
 
 BASE = dict(model="ViT-Tiny96-P8", epochs=1, batch_size=8, lr=1e-3)
@@ -127,17 +126,17 @@ class TestFirstBatchTokens:
         for name in ("create_model_and_transforms", "get_tokenizer"):
             monkeypatch.setattr(oc_main, name, getattr(oc_main, name))  # restored after the test
         stage = Stage(name="s", **{**BASE, **fields})
-        probe = tmp_path / "probe.json"
-        openclip_main.configure({**ours, "token-probe": str(probe)}, stage.patch_dropout or 0.0)
+        probe_file = tmp_path / "probe.json"
+        openclip_main.configure({**ours, "token-probe": str(probe_file)}, stage.patch_dropout or 0.0)
         model, _, _ = oc_main.create_model_and_transforms(
             stage.model, None, force_patch_dropout=stage.patch_dropout, force_image_size=stage.image_size,
             force_context_length=stage.context_length)
         tokenizer = oc_main.get_tokenizer(stage.model, context_length=stage.context_length)
         side = stage.image_size or 32
         model.train()(torch.zeros(2, 3, side, side), tokenizer(["a photo of the image of a large red ring"] * 2))
-        seen = json.loads(probe.read_text())
+        seen = json.loads(probe_file.read_text())
         assert {k: seen[k] for k in ("image_tokens", "text_tokens")} == planned_tokens(stage)
-        assert train.mask_seen(seen) == planned_mask(stage.mask_kind, stage.patch_dropout)
+        assert probe.mask_seen(seen) == planned_mask(stage.mask_kind, stage.patch_dropout)
         if stage.text_mask == "syntax":  # the tokenizer open_clip_train gets keeps the content words
             kept = tokenizer.decode(tokenizer(["a photo of the image of a large red ring"])[0][1:7].tolist())
             assert {"large", "red", "ring"} <= set(kept.split())
@@ -154,9 +153,9 @@ class TestFirstBatchTokens:
         """Grid, block and random keep 4 of 16 patches alike: only the positions tell them apart."""
         stage = Stage(name="s", **{**BASE, "patch_dropout": dropout, "mask_kind": mask_kind})
         counts = planned_tokens(stage)
-        (tmp_path / train.PROBE).write_text(json.dumps({**counts, "image_grid": [4, 4],
+        (tmp_path / probe.PROBE).write_text(json.dumps({**counts, "image_grid": [4, 4],
                                                         "image_positions": positions}))
-        got = train._check_probe(stage, tmp_path)
+        got = probe.problems(stage, tmp_path)
         assert len(got) == (1 if errors else 0) and all(e in got[0] for e in errors)
 
     def test_split_args(self):

@@ -181,10 +181,20 @@ class DataParams(Strict):
     shard_samples: int = Field(2048, ge=16)
 
 
+class Mim(Strict):
+    """The stage is EVA's MIM pre-training of its model's image tower (runners.training.mim), not a
+    CLIP training: its lr, batch_size and epochs are the MIM's; epochs 0 copies the teacher's image
+    tower (no MIM: the 'copied teacher' control; with teacher random, a plain random init)."""
+    teacher: str = Field(description=(
+        "an earlier stage: a CLIP model whose image tower's patch features are regressed (trained on a "
+        "disjoint split: its data_seed); or 'random': an untrained teacher (the control)"))
+    mask_ratio: float = Field(0.4, gt=0, lt=1, description="fraction of patch embeddings replaced by the [MASK] embedding")
+
+
 class Stage(_LaterFields):
     """One open_clip_train run. epochs 0: no training; the init stage's weights are evaluated
     with this stage's model and image size (the 'no fine-tune stage' control)."""
-    _later = ("seed_offset", "train_shards")
+    _later = ("seed_offset", "train_shards", "optimizer", "attention", "mim", "data_seed")
     name: str = Field(pattern=r"^[a-z0-9_]+$")
     model: ModelName
     image_size: int | None = Field(None, ge=4, description="--force-image-size (resize: fewer tokens)")
@@ -205,6 +215,28 @@ class Stage(_LaterFields):
     seed_offset: int = Field(0, ge=0, description=(
         "trainer seed = the run's seed + this: models that share no init (a soup's negative control)"))
     train_shards: int | None = Field(None, ge=1, description="train on the first n shards only (a data subset)")
+    optimizer: Literal["adamw", "lamb"] = Field("adamw", description=(
+        "adamw: open_clip_train's own; lamb: timm's Lamb through open_clip_train's --opt timm/lamb, "
+        "with TrainParams.lamb's settings, every one explicit"))
+    attention: Literal["default", "flash", "math"] = Field("default", description=(
+        "the SDPA kernel training steps may use (torch's sdpa_kernel; flash falls back to math where it "
+        "cannot run, e.g. the text tower's causal mask on CPU); the first step's kernels are recorded"))
+    mim: Mim | None = Field(None, description="this stage is MIM pre-training of the image tower (EVA's init)")
+    data_seed: int | None = Field(None, description=(
+        "train on the procedural data drawn with this seed instead of the run's: samples disjoint from its "
+        "training and evaluation data (a MIM teacher's split)"))
+
+    @model_validator(mode="after")
+    def _mim(self) -> "Stage":
+        if self.mim is None:
+            return self
+        clip_only = {"image_size": None, "patch_dropout": None, "context_length": None, "text_mask": "truncate",
+                     "optimizer": "adamw", "attention": "default", "init": "scratch"}
+        for name, default in clip_only.items():
+            if getattr(self, name) != default:
+                raise ValueError(f"stage {self.name}: {name} is a CLIP training's setting; a MIM stage "
+                                 f"(mim) keeps {name} {default!r}")
+        return self
 
     @model_validator(mode="after")
     def _mask(self) -> "Stage":
@@ -250,6 +282,23 @@ class Soup(Strict):
         "(e.g. ingredients sharing stage 1's init vs trained from scratch)"))
 
 
+class LambSettings(Strict):
+    """timm's Lamb (the NVLAMB variant) for stages with optimizer lamb. Its defaults clip the global
+    gradient norm at 1.0 inside the optimizer and adapt only decayed parameters (docs/traps.md), so
+    every setting is written here and passed explicitly."""
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = Field(1e-8, gt=0)
+    weight_decay: float = Field(0.05, ge=0)
+    max_grad_norm: float | None = Field(None, gt=0, description="clipping inside Lamb (None: none)")
+    always_adapt: bool = Field(False, description="the trust ratio also for parameters without weight decay")
+    trust_clip: bool = Field(False, description="clip the trust ratio at 1")
+    noted: str = Field("", description="settings considered and not used, with why")
+
+    def timm_kwargs(self) -> dict:
+        """What open_clip_train does not pass to timm's create_optimizer_v2 itself."""
+        return {"max_grad_norm": self.max_grad_norm, "always_adapt": self.always_adapt, "trust_clip": self.trust_clip}
+
+
 class TimeToTarget(Strict):
     """Training step time (data wait and evaluation excluded) until zero-shot mean accuracy first
     reaches a pre-registered target, per seed, for two arms; each arm is a chain of stages (each
@@ -279,7 +328,7 @@ PROXY_DATA_FIELDS = ("attributes", "retrieval", "text_checks")  # what only the 
 
 
 class TrainParams(_LaterFields):
-    _later = ("soups", "max_loss", "time_to_target", "precision")
+    _later = ("soups", "max_loss", "time_to_target", "precision", "lamb")
     data: DataParams | Literal["own_data"] = Field(DataParams(), description=(
         "the procedural proxy data (its parameters), or own_data: the user config's own_data shards and "
         "zero-shot sets (a gpu scale; runners.training.sources)"))
@@ -304,6 +353,7 @@ class TrainParams(_LaterFields):
         "recorded as an error"))
     time_to_target: list[TimeToTarget] = []
     precision: Literal["fp32", "amp_bf16"] = Field("fp32", description="open_clip_train --precision")
+    lamb: LambSettings = Field(LambSettings(), description="timm Lamb's settings for stages with optimizer lamb")
 
     @property
     def own_data(self) -> bool:
@@ -341,8 +391,20 @@ class TrainParams(_LaterFields):
             if s.init not in ("scratch", "previous", *names[:i]):
                 raise ValueError(f"stage {s.name}: init must be 'scratch', 'previous' or an earlier "
                                  f"stage, one of {names[:i]}")
-            if s.epochs == 0 and s.init == "scratch":
+            if s.epochs == 0 and s.init == "scratch" and s.mim is None:
                 raise ValueError(f"stage {s.name}: epochs 0 needs an init stage (it trains nothing)")
+            if s.mim is not None and s.mim.teacher != "random":
+                teacher = next((t for t in self.stages[:i] if t.name == s.mim.teacher), None)
+                if teacher is None:
+                    raise ValueError(f"stage {s.name}: mim.teacher must be 'random' or an earlier stage, one of {names[:i]}")
+                if len(self.seeds_of(teacher)) < len(self.seeds_of(s)):
+                    raise ValueError(f"stage {s.name}: trains more seeds than its teacher {teacher.name}")
+                if s.epochs == 0 and teacher.model != s.model:
+                    raise ValueError(f"stage {s.name}: copying the teacher's image tower (epochs 0) needs the "
+                                     f"same model, {teacher.model} vs {s.model}")
+            if s.data_seed is not None and (self.own_data or s.data_seed == self.data.seed):
+                raise ValueError(f"stage {s.name}: data_seed draws procedural data other than the run's "
+                                 f"(not {OWN_DATA}, not the run's seed)")
             if s.n_seeds is not None and s.n_seeds > len(self.seeds):
                 raise ValueError(f"stage {s.name}: n_seeds {s.n_seeds} > the {len(self.seeds)} seeds")
             init = self.init_of(s)

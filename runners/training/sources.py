@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from runners.schema.params import Stage, TrainParams
@@ -81,6 +81,29 @@ def own(config, config_path: Path | None) -> Source:
                                          "train": train, "eval_sets": evals, "targets": dict(config.targets)},
                             "substitutes_paper_data": True},
                   targets=dict(config.targets))
+
+
+def _stage_spec(params: TrainParams, stage: Stage) -> DataSpec | None:
+    """The procedural data a stage with its own data_seed trains on (None: the run's)."""
+    if stage.data_seed is None:
+        return None
+    return DataSpec(**{**params.data.model_dump(), "seed": stage.data_seed})
+
+
+def stage_train_key(source: Source, params: TrainParams, stage: Stage) -> str:
+    """What a stage's training reads, for its cache key (pure: nothing is built)."""
+    spec = _stage_spec(params, stage)
+    return source.train_key if spec is None else spec.fingerprint()
+
+
+def for_stage(source: Source, params: TrainParams, stage: Stage) -> Source:
+    """The run's source, or the procedural data of the stage's data_seed (built beside the run's):
+    training reads it, evaluation stays on the run's sets."""
+    spec = _stage_spec(params, stage)
+    if spec is None:
+        return source
+    own = proxy(spec, source.proxy_root.parent, [])
+    return replace(own, eval_key=source.eval_key, eval_sets=source.eval_sets)
 
 
 NOT_CONFIGURED = ("skipped: this scale trains on your own data; set own_data (train shards, train_samples, "

@@ -26,6 +26,7 @@ from pathlib import Path
 from cliprepro import progress
 from runners.schema.params import Stage, TrainParams as Params
 from runners.training import fingerprint
+from runners.training import sources
 from runners.training.sources import Source
 from runners.upstream import steplog
 from runners.upstream.divergence import DIVERGED, Diverged
@@ -48,15 +49,35 @@ def stage_key(params: Params, stage: Stage, source: Source, seed: int, threads: 
     """Cache key of a stage's training: the data, the seed, the common settings, the trainer's
     thread count (float sums depend on it) and every stage of its init chain (not names, so suites
     that define the same stage share one trained model)."""
-    chain: list[object] = []
-    current: Stage | None = stage
-    while current is not None:
-        chain.insert(0, current.model_dump(exclude={"name", "n_seeds", "init"}))
-        current = params.init_of(current)
+    chain = []
+    for s in _chain(params, stage):
+        chain.append(s.model_dump(exclude={"name", "n_seeds", "init"}))
+        teacher = teacher_of(params, s)
+        if teacher is not None:  # a MIM stage (and all that start from it) depends on its teacher's training
+            chain.append({"teacher": stage_key(params, teacher, source, seed, threads)})
     common = params.model_dump(include={"beta1", "beta2", "eps", "wd", "workers", "precision"})
+    if any(s.optimizer == "lamb" for s in _chain(params, stage)):
+        common["lamb"] = params.lamb.model_dump(exclude={"noted"})
     # the training path's fingerprint, not a hand-bumped version: a change to what training does
     # changes it (runners.training.fingerprint), so no stage cached before is reused
-    return _key(fingerprint.COMMITTED, source.train_key, seed, common, threads, *chain)
+    return _key(fingerprint.COMMITTED, sources.stage_train_key(source, params, stage), seed, common, threads, *chain)
+
+
+def teacher_of(params: Params, stage: Stage) -> Stage | None:
+    """A MIM stage's teacher stage (None: no MIM, or an untrained teacher)."""
+    if stage.mim is None or stage.mim.teacher == "random":
+        return None
+    return next(s for s in params.stages if s.name == stage.mim.teacher)
+
+
+def _chain(params: Params, stage: Stage) -> list[Stage]:
+    """The stage and every stage it starts from, first one first."""
+    chain: list[Stage] = []
+    current: Stage | None = stage
+    while current is not None:
+        chain.insert(0, current)
+        current = params.init_of(current)
+    return chain
 
 
 def stage_argv(params: Params, stage: Stage, source: Source, logs: Path, seed: int,
@@ -64,11 +85,14 @@ def stage_argv(params: Params, stage: Stage, source: Source, logs: Path, seed: i
     """open_clip_train arguments for one stage (the procedural shards' sizes.json gives their sample
     count; own data say theirs), then ours for runners.upstream.openclip_main (image / text masks,
     the first-batch token probe)."""
+    lamb = params.lamb if stage.optimizer == "lamb" else None
+    wd, (beta1, beta2), eps = ((lamb.weight_decay, lamb.betas, lamb.eps) if lamb
+                               else (params.wd, (params.beta1, params.beta2), params.eps))
     argv = ["--train-data", source.train_pattern(stage.train_shards),
             "--dataset-type", "webdataset", "--model", stage.model, "--epochs", str(stage.epochs),
             "--batch-size", str(stage.batch_size), "--lr", str(stage.lr), "--warmup", str(stage.warmup),
-            "--wd", str(params.wd), "--beta1", str(params.beta1), "--beta2", str(params.beta2),
-            "--eps", str(params.eps), "--workers", str(params.workers), "--seed", str(seed + stage.seed_offset),
+            "--wd", str(wd), "--beta1", str(beta1), "--beta2", str(beta2),
+            "--eps", str(eps), "--workers", str(params.workers), "--seed", str(seed + stage.seed_offset),
             "--logs", str(logs), "--name", STAGE_DIR, "--save-frequency", "1", "--precision", params.precision,
             "--report-to", "", "--log-every-n-steps", "1000000"]
     if stage.image_size:
@@ -87,6 +111,10 @@ def stage_argv(params: Params, stage: Stage, source: Source, logs: Path, seed: i
         argv += ["--cliprepro-text-mask", stage.text_mask]
     if params.max_loss is not None:
         argv += ["--cliprepro-max-loss", str(params.max_loss)]
+    if lamb:  # timm's Lamb; what open_clip_train does not pass it goes through our wrapper
+        argv += ["--opt", "timm/lamb", "--cliprepro-optimizer-kwargs", json.dumps(lamb.timm_kwargs())]
+    if stage.attention != "default":
+        argv += ["--cliprepro-attention", stage.attention]
     return argv + ["--cliprepro-token-probe", str(logs / PROBE), "--cliprepro-step-log", str(logs / STEP_LOG)]
 
 
@@ -269,12 +297,18 @@ def train_all(params: Params, source: Source, cache: Path, bare_step_s: float,
     futures: dict[tuple[str, int], Future] = {}
     pool = ThreadPoolExecutor(max_workers=jobs)  # FIFO: an init stage is always started before its users
 
-    def one(stage: Stage, seed: int, first: bool, init: Future | None) -> Trained:
+    def one(stage: Stage, seed: int, first: bool, init: Future | None, teacher: Future | None) -> Trained:
         logs = cache / stage_key(params, stage, source, seed, threads)
         from_ckpt = init.result().checkpoint if init is not None else None
         started, trained = time.time(), None
-        if stage.epochs:
-            ckpt, trained = run_stage(params, stage, source, logs, seed, from_ckpt, bare_step_s if first else 0.0, env=env)
+        if stage.mim is not None:
+            from runners.training.mim import run_mim
+
+            ckpt, trained = run_mim(params, stage, sources.for_stage(source, params, stage), logs, seed,
+                                    teacher.result().checkpoint if teacher is not None else None, env=env)
+        elif stage.epochs:
+            ckpt, trained = run_stage(params, stage, sources.for_stage(source, params, stage), logs, seed, from_ckpt,
+                                      bare_step_s if first else 0.0, env=env)
         else:
             assert from_ckpt is not None
             ckpt = from_ckpt
@@ -285,9 +319,11 @@ def train_all(params: Params, source: Source, cache: Path, bare_step_s: float,
     try:
         for stage in params.stages:
             init = params.init_of(stage)
+            teacher = teacher_of(params, stage)
             for i, seed in enumerate(params.seeds_of(stage)):
                 futures[(stage.name, seed)] = pool.submit(one, stage, seed, i == 0,
-                                                          futures[(init.name, seed)] if init else None)
+                                                          futures[(init.name, seed)] if init else None,
+                                                          futures[(teacher.name, seed)] if teacher else None)
         return {key: f.result() for key, f in futures.items()}
     finally:
         pool.shutdown(wait=True, cancel_futures=True)

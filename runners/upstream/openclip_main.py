@@ -24,6 +24,11 @@ Three options of ours, taken out of ARGS before open_clip_train parses them:
                                      batch in memory) for >= SECONDS, into the step log
   --cliprepro-max-loss BOUND         a loss above BOUND is a divergence (a non-finite loss always
                                      is): training stops with exit status 4 (runners.upstream.divergence)
+  --cliprepro-optimizer-kwargs JSON  keyword settings for a timm optimizer (--opt timm/NAME) that
+                                     open_clip_train does not pass, e.g. Lamb's max_grad_norm and
+                                     always_adapt: explicit, never timm's defaults
+  --cliprepro-attention flash|math   the SDPA kernels training steps may use (torch's sdpa_kernel);
+                                     the kernels the first step ran are added to the token probe
 """
 from __future__ import annotations
 
@@ -36,7 +41,9 @@ EXISTS = 3  # exit status for "Experiment already exists" (open_clip_train print
 REDUCTION_MASK = {"truncate": "", "syntax": "syntax", "random": "random", "simple": "simple",
                   "block": "simple"}  # CLIPA's name for open_clip's "simple"
 OURS = ("--cliprepro-mask-kind", "--cliprepro-text-mask", "--cliprepro-token-probe", "--cliprepro-step-log",
-        "--cliprepro-bare-step-s", "--cliprepro-max-loss")
+        "--cliprepro-bare-step-s", "--cliprepro-max-loss", "--cliprepro-optimizer-kwargs", "--cliprepro-attention")
+# flash for the image tower; the text tower's causal mask needs math (CPU flash takes no mask)
+ATTENTION = {"flash": ("FLASH_ATTENTION", "MATH"), "math": ("MATH",)}
 
 
 def split_args(argv: list[str]) -> tuple[list[str], dict[str, str]]:
@@ -189,7 +196,67 @@ def configure(ours: dict[str, str], patch_dropout: float) -> dict:
         return DivergenceGuard(make_loss(*args, **kwargs), max_loss)
 
     oc_main.create_loss = guarded_loss
+    if "optimizer-kwargs" in ours:
+        _explicit_optimizer(json.loads(ours["optimizer-kwargs"]))
+    if "attention" in ours:
+        made["attention"] = _attention(oc_main, ours["attention"], probe)
     return made
+
+
+def _explicit_optimizer(kwargs: dict) -> None:
+    """timm's create_optimizer_v2, as open_clip_train calls it for --opt timm/NAME, with `kwargs` too."""
+    import timm.optim
+
+    create = timm.optim.create_optimizer_v2
+
+    @functools.wraps(create)
+    def explicit(*args, **kw):
+        return create(*args, **{**kw, **kwargs})
+
+    timm.optim.create_optimizer_v2 = explicit  # open_clip_train imports it from timm.optim when it runs
+
+
+def _attention(oc_main, kind: str, probe: str | None):
+    """Training epochs under torch's sdpa_kernel; the kernels of the first training step (forward
+    and backward, from the profiler) go into the token probe. Returns the kernel context factory."""
+    import torch
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    if kind not in ATTENTION:
+        raise SystemExit(f"error: --cliprepro-attention must be one of {', '.join(ATTENTION)}")
+    backends = [getattr(SDPBackend, b) for b in ATTENTION[kind]]
+    train = oc_main.train_one_epoch
+    seen = {"done": probe is None}
+
+    @functools.wraps(train)
+    def under_kernel(model, data, loss, epoch, optimizer, *args, **kwargs):
+        if not seen["done"]:  # profile the first batch, from its forward to its optimizer step
+            seen["done"] = True
+            step, profiler = optimizer.step, torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU])
+            profiler.__enter__()
+
+            def first_step_profiled(*a, **k):
+                optimizer.step = step
+                out = step(*a, **k)
+                profiler.__exit__(None, None, None)
+                kernels = {e.name for e in profiler.events() if "attention" in e.name and e.name.startswith("aten::_")}
+                _add_to_probe(Path(probe), {"attention": kind, "sdpa_kernels": sorted(kernels)})
+                return out
+
+            optimizer.step = first_step_profiled
+        with sdpa_kernel(backends):
+            return train(model, data, loss, epoch, optimizer, *args, **kwargs)
+
+    oc_main.train_one_epoch = under_kernel
+    return lambda: sdpa_kernel(backends)
+
+
+def _add_to_probe(path: Path, extra: dict) -> None:
+    """Merge `extra` into the token probe's JSON (written by the first batch's hooks, before this)."""
+    data = json.loads(path.read_text()) if path.exists() else {}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({**data, **extra}))
+    tmp.replace(path)
 
 
 def main(argv: list[str]) -> int:
@@ -222,8 +289,11 @@ def main(argv: list[str]) -> int:
     if "bare-step-s" in ours and "step_log" in made and "model" in made:
         from runners.upstream.steplog import bare_step
 
+        import contextlib
+
         batch = int(argv[argv.index("--batch-size") + 1])
-        made["step_log"].set_bare_step(bare_step(made["model"], batch, float(ours["bare-step-s"])))
+        with made.get("attention", contextlib.nullcontext)():  # the same kernels as the training steps
+            made["step_log"].set_bare_step(bare_step(made["model"], batch, float(ours["bare-step-s"])))
     return 0
 
 
