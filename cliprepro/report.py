@@ -9,6 +9,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
+from cliprepro import ablation
 from cliprepro import record as rec
 from cliprepro.errors import InputError
 from cliprepro.board import BoardRow, board_rows, to_csv, to_json, to_markdown
@@ -82,7 +83,7 @@ def _cell(value) -> str:
         "—" if value is None else str(value))
 
 
-PAIRED = ("gain_", "contrast_", "best_of_", "content_words_")  # train runner metrics beyond acc1
+PAIRED = ("gain_", "contrast_", "best_of_", "content_words_", "probe_", "train_time_saved_pct_")  # train runner metrics beyond acc1
 
 
 def _cell_metric(m: rec.Metric) -> str:
@@ -116,6 +117,10 @@ def _points(rows: list[Row]) -> str:
             guess = f"; a uniform guess scores {chance:g} on acc1_mean" if chance is not None else ""
             parts += [f"### Stages: {scale} on {device} (record `{rid}`; zero-shot %, proxy data{guess})", "",
                       tabulate([[_cell(p.get(k)) for k in keys] for p in stages], keys, tablefmt="github"), ""]
+        rows = ablation.table(record)
+        if rows:
+            parts += [f"### Ablation, row by row: {scale} on {device} (record `{rid}`; proxy, paired per "
+                      "example; step time excludes data wait)", "", rows, ""]
         paired = sorted(k for k in record.metrics if k.startswith(PAIRED))
         if paired:
             parts += [f"### Paired contrasts and text checks: {scale} on {device} (record `{rid}`)", "",

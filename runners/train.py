@@ -30,7 +30,7 @@ from runners.model.flops import tower_flops
 from runners import declared_metrics
 from runners.model.models import model_config, with_overrides
 from runners.model.models import uses_syntax_mask as model_uses_syntax
-from runners.training import fingerprint, paper, probe, soups, targets
+from runners.training import ablation, fingerprint, linprobe, paper, probe, soups, targets
 from runners.training.recipe import describe
 from runners.training.stage import PROBE, STAGE_DIR, STEP_LOG, evaluate_once, teacher_of, train_all, trainer_jobs
 from runners.upstream import steplog
@@ -175,9 +175,30 @@ def run(params: Params | PaperRecipe, scale: str, build_dir: Path = CACHE, *, tr
         out.metrics[names.stage_accuracy(name, "mean")] = paired_gain([100 * correct[(name, s)] for s in seeds], "%")
     out.metrics.update(rate_metrics(out.points))
     out.metrics.update(contrasts.all_metrics(params, correct))
+    out.metrics.update(ablation.rows_metrics(params, correct, out.points))
+    if params.probes:
+        out.metrics.update(_probes(params, source, trained))
     if params.text_checks:
         out.metrics.update(textcheck.measure(params.text_checks, source.proxy_root))
     return out
+
+
+def _probes(params: Params, source: Source, trained: dict) -> dict:
+    """Linear-probe accuracy of each probed stage's image tower (cached beside it) and the paired
+    gains (runners.training.linprobe)."""
+    probed = [s for s in params.stages if any(s.name in (c.a, c.b) for c in params.probes)]
+    correct: dict[tuple[str, int], np.ndarray] = {}
+    for stage in probed:
+        for seed in params.seeds_of(stage):
+            t = trained[(stage.name, seed)]
+            got = evaluate_once(linprobe.probe_to, params, stage, t.checkpoint, source,
+                                t.logs / f"probe-{eval_key(params, source)}.json", f"linear probe seed {seed}")
+            correct[(stage.name, seed)] = zeroshot.unpack(got["correct"])
+    metrics = {names.probe_accuracy(s.name): paired_gain([100 * correct[(s.name, seed)] for seed in params.seeds_of(s)], "%")
+               for s in probed}
+    for c in params.probes:
+        metrics[names.probe_gain(c.name)] = contrasts.contrast(params, correct, {c.b: 1.0, c.a: -1.0})
+    return metrics
 
 
 def _target(tt, source: Source, out: Output):

@@ -88,6 +88,15 @@ def contrast(name: str) -> str:
     return f"contrast_{name}"
 
 
+def probe_accuracy(stage: str) -> str:
+    """Linear-probe acc1 of a stage's image tower, mean over the eval attributes' test halves."""
+    return f"probe_acc1_{stage}"
+
+
+def probe_gain(name: str) -> str:
+    return f"probe_gain_{name}"
+
+
 def best_over(best: str, other: str) -> str:
     return f"gain_{best}_over_{other}"
 
@@ -182,6 +191,9 @@ def _train(p: TrainParams) -> set[str]:
             names |= {stage_retrieval(f"{side}_retrieval_recall@{k}", stage.name)
                       for side in ("image", "text") for k in RETRIEVAL_RECALL_K}
     names |= {gain(c.name) for c in p.compare} | {contrast(c.name) for c in p.contrasts}
+    names |= {gain(r.name) for r in p.ablation[1:]} | {train_time_saved(r.name) for r in p.ablation[1:]}
+    for c in p.probes:
+        names |= {probe_gain(c.name), probe_accuracy(c.a), probe_accuracy(c.b)}
     for b in p.best_of:
         names |= {best_of(b.name)} | {best_over(b.best, o) for o in b.others}
     for soup in p.soups:
@@ -206,6 +218,7 @@ def _released(p: ReleasedParams) -> set[str]:
 
 
 def train_time_saved(row: str) -> str:
+    """% of the row before's training step time a row saves at equal samples."""
     return f"train_time_saved_pct_{row}"
 
 

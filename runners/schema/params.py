@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BeforeValidator, Field, model_serializer, model_validator
 
 from cliprepro.spec import Strict
+from runners.schema.ablation import AblationRow, ProbeComparison
 from runners.schema.model_names import check_aug_cfg, check_model
 
 ModelName = Annotated[str, AfterValidator(check_model)]  # an open_clip config, official or the repo's
@@ -328,7 +329,7 @@ PROXY_DATA_FIELDS = ("attributes", "retrieval", "text_checks")  # what only the 
 
 
 class TrainParams(_LaterFields):
-    _later = ("soups", "max_loss", "time_to_target", "precision", "lamb")
+    _later = ("soups", "max_loss", "time_to_target", "precision", "lamb", "ablation", "probes")
     data: DataParams | Literal["own_data"] = Field(DataParams(), description=(
         "the procedural proxy data (its parameters), or own_data: the user config's own_data shards and "
         "zero-shot sets (a gpu scale; runners.training.sources)"))
@@ -354,6 +355,8 @@ class TrainParams(_LaterFields):
     time_to_target: list[TimeToTarget] = []
     precision: Literal["fp32", "amp_bf16"] = Field("fp32", description="open_clip_train --precision")
     lamb: LambSettings = Field(LambSettings(), description="timm Lamb's settings for stages with optimizer lamb")
+    ablation: list[AblationRow] = Field([], description="an ablation table's rows, base first (runners.schema.ablation)")
+    probes: list[ProbeComparison] = Field([], description="linear-probe comparisons of image towers")
 
     @property
     def own_data(self) -> bool:
@@ -415,6 +418,13 @@ class TrainParams(_LaterFields):
         refs += [(f"best_of {c.name}", [c.best, *c.others]) for c in self.best_of]
         refs += [(f"soup {c.name}", c.of) for c in self.soups]
         refs += [(f"time_to_target {c.name}", [*c.arm, *c.baseline]) for c in self.time_to_target]
+        refs += [(f"ablation row {r.name}", [r.stage]) for r in self.ablation]
+        refs += [(f"probe {c.name}", [c.a, c.b]) for c in self.probes]
+        gains = [c.name for c in self.compare] + [r.name for r in self.ablation[1:]]
+        if len(set(gains)) != len(gains):
+            raise ValueError(f"compare and ablation row names share gain_<name> metrics: names must differ, got {gains}")
+        if self.probes and self.own_data:
+            raise ValueError(f"probes read the procedural data's attribute sets, not {OWN_DATA}'s")
         for what, stages in refs:
             for ref in stages:
                 if ref not in names:
