@@ -47,6 +47,20 @@ def _outcome_status(outcome) -> int:
     return exit_status((x.role, x.verdict) for x in r.results)
 
 
+def _why_failed(outcome) -> list[str]:
+    """What made a run's exit status 1, a line each (the last lines of a CI log say it)."""
+    r: Record = outcome.record
+    if _outcome_status(outcome) == 0:
+        return []
+    if r.negative_control:
+        return [f"{r.suite}: control {r.negative_control}: {x.claim} {x.verdict} (a control must fail)"
+                for x in r.results if x.verdict != "not_reproduced"] or [f"{r.suite}: control measured nothing"]
+    if r.status == "error":
+        return [f"{r.suite}: error: {r.message.splitlines()[0] if r.message else '(no message)'}"]
+    return [f"{r.suite}: {x.role} {x.claim} {x.verdict}: {x.reason}" for x in r.results
+            if x.verdict == "error" or (x.role == "gate" and x.verdict not in ("reproduced", "skipped"))]
+
+
 def cmd_run(args, layout: Layout) -> int:
     from cliprepro.runflow import execute, pick_scale
 
@@ -71,7 +85,7 @@ def cmd_run(args, layout: Layout) -> int:
             except InputError as exc:
                 hint = " (`--scale ci` runs each suite at its CI scale)" if args.suite == "all" else ""
                 raise InputError(exc.path, exc.field, exc.problem + hint) from None
-    status, folders, skipped = 0, set(), []
+    status, folders, skipped, failures = 0, set(), [], []
     for name in names:
         outcome = execute(layout, name, scale=scales[name], dry_run=args.dry_run, claims=args.claim,
                           out=out, control=args.negative_control)
@@ -80,6 +94,7 @@ def cmd_run(args, layout: Layout) -> int:
             continue
         _print_outcome(outcome)
         status = max(status, _outcome_status(outcome))
+        failures += _why_failed(outcome)
         folders.add(outcome.path.parent)
         skipped += [f"{name}/{x.claim}" for x in outcome.record.results
                     if x.role == "gate" and x.verdict == "skipped"]
@@ -88,6 +103,8 @@ def cmd_run(args, layout: Layout) -> int:
         print(f"report: {report_dir / 'README.md'}")
     if skipped:  # a skipped gate is not a pass (exit status 1): say which, at the very end
         print(f"\n{len(skipped)} gates skipped: {', '.join(skipped)} (each record says what to provide)")
+    if failures and len(names) > 1:  # one suite's table above already says it
+        print(f"\nexit status 1 from {len(failures)} result(s):\n" + "\n".join(f"  {f}" for f in failures))
     return status
 
 

@@ -9,6 +9,7 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from pydantic import ValidationError
 
@@ -24,6 +25,33 @@ from cliprepro.verdict import judge, judged_interval, threshold
 # which cuda_available() below may be
 os.environ.setdefault("KINETO_LOG_LEVEL", "5")
 RUNTIME_OVERRUN = 1.5  # a run over 1.5x its declared runtime is an error
+
+
+def machine_pace_ms() -> float:
+    from runners.timing.pace import pace_ms
+
+    return pace_ms()
+
+
+def judge_runtime(wall_s: float, runtime_s: float, field: str, measure_pace_ms: Callable[[], float]
+                  ) -> tuple[str, dict[str, float]]:
+    """(why the run is an error or "", timings). A run over RUNTIME_OVERRUN x its declared runtime
+    is an error unless this machine's pace, measured then (so runs within the limit never pay for
+    it), is that much slower than the reference machine's the runtimes were declared on."""
+    from runners.timing.pace import REFERENCE_PACE_MS
+
+    limit_s = RUNTIME_OVERRUN * runtime_s
+    timings = {"wall_s": round(wall_s, 3)}
+    if wall_s <= limit_s:
+        return "", timings
+    pace = measure_pace_ms()
+    slower = max(1.0, pace / REFERENCE_PACE_MS)  # a faster machine never tightens the limit
+    timings.update(pace_ms=round(pace, 2), runtime_limit_s=round(limit_s * slower, 1))
+    if wall_s <= limit_s * slower:
+        return "", timings
+    return (f"ran {wall_s:.0f} s, over {RUNTIME_OVERRUN}x the declared runtime_s {runtime_s:g} of "
+            f"{field} (x{slower:.2f} for this machine's pace, {pace:.1f} ms against the reference "
+            f"{REFERENCE_PACE_MS:g} ms)"), timings
 
 
 @dataclass
@@ -226,18 +254,17 @@ def execute(layout: Layout, name: str, *, scale: str = "auto", dry_run: bool = F
                                 timings={"wall_s": round(time.time() - started, 3)})
         else:
             wall_s = time.time() - started
-            status, message = "completed", ""
-            if wall_s > RUNTIME_OVERRUN * plan.runtime_s and not control:  # a control's params differ
-                status = "error"
-                message = (f"ran {wall_s:.0f} s, over {RUNTIME_OVERRUN}x the declared runtime_s "
-                           f"{plan.runtime_s:g} of scales.{scale}")
+            message, timings = "", {"wall_s": round(wall_s, 3)}
+            if not control:  # a control's params differ: its runtime is not the scale's
+                message, timings = judge_runtime(wall_s, plan.runtime_s, f"scales.{scale}", machine_pace_ms)
+            status = "error" if message else "completed"
             results = judge_all(entries, output.metrics, output.beside, output.errors, output.skip, output.failed)
             results = explain_misses(runner, params, entries, results, build or layout.build)
             record = rec.Record(**base, status=status, message=message, results=results,
                                 metrics=output.metrics, points=output.points, inputs=output.inputs,
                                 provenance={**before, "device": output.device,
                                             "load_avg_during": sampler.summary()},
-                                timings={"wall_s": round(wall_s, 3)})
+                                timings=timings)
     nothing = bool(record.results) and all(x.verdict == "skipped" for x in record.results)
     folder = out_folder(layout, scale, record.record_type, out, record.status, nothing)
     rid, path = rec.write(record, folder)
