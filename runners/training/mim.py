@@ -15,6 +15,7 @@ a stage from it. Controls: a random (untrained) teacher, and the teacher's image
 """
 from __future__ import annotations
 
+import io
 import json
 import random
 import shutil
@@ -121,7 +122,7 @@ def _images(run: MimRun, preprocess, epoch: int):
 def train(run: MimRun, out: Path, log: Path) -> dict:
     """MIM-train the image tower of `run.model` and write the whole CLIP checkpoint to `out`
     (atomically); a summary of what was done (JSON beside it, and returned)."""
-    from cliprepro.record import atomic_write_bytes
+    from cliprepro.record import atomic_write_bytes, atomic_write_text
 
     model, preprocess = _clip(run.model, run.seed)
     teacher = _teacher(run)
@@ -151,15 +152,13 @@ def train(run: MimRun, out: Path, log: Path) -> dict:
                 steps += 1
             with open(log, "a") as f:
                 f.write(f"mim epoch {epoch + 1}/{run.epochs}: {steps} steps, loss {losses[-1]:.4f}\n")
-    import io
-
     buf = io.BytesIO()
     torch.save({"epoch": run.epochs, "name": "mim", "state_dict": model.state_dict()}, buf)
     atomic_write_bytes(out, buf.getvalue())
     summary = {"steps": steps, "seconds": round(time.time() - started, 3), "teacher": "trained" if run.teacher else "random",
                "copied_teacher": run.epochs == 0, "first_loss": losses[0] if losses else None,
                "last_loss": losses[-1] if losses else None}
-    (out.parent / "mim.json").write_text(json.dumps(summary))
+    atomic_write_text(out.parent / "mim.json", json.dumps(summary))
     return summary
 
 

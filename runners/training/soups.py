@@ -9,14 +9,14 @@ hold every attribute.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from cliprepro.record import Metric
+from cliprepro.record import Metric, atomic_write_bytes
 from runners.model.soup import paired, uniform_soup
 from runners.schema import metric_names as names
 from runners.schema.output import paired_gain
@@ -31,10 +31,9 @@ def checkpoint(soup: Soup, ingredients: dict[str, tuple[Path, str]], cache: Path
         return out
     states = {name: torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
               for name, (path, _) in ingredients.items()}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    torch.save({"state_dict": uniform_soup(states), "soup_of": sorted(ingredients)}, tmp)
-    os.replace(tmp, out)
+    buf = io.BytesIO()  # serialised first: a killed run never leaves half a soup (record.atomic_write_bytes)
+    torch.save({"state_dict": uniform_soup(states), "soup_of": sorted(ingredients)}, buf)
+    atomic_write_bytes(out, buf.getvalue())
     return out
 
 

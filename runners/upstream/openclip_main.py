@@ -32,10 +32,13 @@ Three options of ours, taken out of ARGS before open_clip_train parses them:
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sys
 from pathlib import Path
+
+from cliprepro.record import atomic_write_text
 
 EXISTS = 3  # exit status for "Experiment already exists" (open_clip_train prints it and returns -1)
 REDUCTION_MASK = {"truncate": "", "syntax": "syntax", "random": "random", "simple": "simple",
@@ -85,9 +88,7 @@ def write_first_batch_tokens(model, path: Path) -> None:
 
     def done() -> None:
         if {"image_tokens", "text_tokens", "image_positions"} <= set(seen):
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(seen))
-            tmp.replace(path)
+            atomic_write_text(path, json.dumps(seen))
             for h in handles:
                 h.remove()
 
@@ -254,9 +255,7 @@ def _attention(oc_main, kind: str, probe: str | None):
 def _add_to_probe(path: Path, extra: dict) -> None:
     """Merge `extra` into the token probe's JSON (written by the first batch's hooks, before this)."""
     data = json.loads(path.read_text()) if path.exists() else {}
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({**data, **extra}))
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps({**data, **extra}))
 
 
 def main(argv: list[str]) -> int:
@@ -288,8 +287,6 @@ def main(argv: list[str]) -> int:
         return EXISTS
     if "bare-step-s" in ours and "step_log" in made and "model" in made:
         from runners.upstream.steplog import bare_step
-
-        import contextlib
 
         batch = int(argv[argv.index("--batch-size") + 1])
         with made.get("attention", contextlib.nullcontext)():  # the same kernels as the training steps
