@@ -52,11 +52,11 @@ def _why_failed(outcome) -> list[str]:
     r: Record = outcome.record
     if _outcome_status(outcome) == 0:
         return []
+    if r.status == "error":
+        return [f"{r.suite}: error: {r.message.splitlines()[0] if r.message else '(no message)'}"]
     if r.negative_control:
         return [f"{r.suite}: control {r.negative_control}: {x.claim} {x.verdict} (a control must fail)"
                 for x in r.results if x.verdict != "not_reproduced"] or [f"{r.suite}: control measured nothing"]
-    if r.status == "error":
-        return [f"{r.suite}: error: {r.message.splitlines()[0] if r.message else '(no message)'}"]
     return [f"{r.suite}: {x.role} {x.claim} {x.verdict}: {x.reason}" for x in r.results
             if x.verdict == "error" or (x.role == "gate" and x.verdict not in ("reproduced", "skipped"))]
 

@@ -24,8 +24,9 @@ class Strict(BaseModel):
 
 class ScalePlan(Strict):
     hardware: str = Field(description="what this scale runs on, for a human")
-    runtime_s: float = Field(gt=0, description=("expected wall time on the reference machine (runners/timing/pace.py); "
-                                                "a run over 1.5x, scaled by how much slower this machine is, is an error"))
+    runtime_s: float = Field(gt=0, description=(
+        "expected wall time (a CPU scale: on the reference machine, cliprepro.runflow.REFERENCE_PACE_MS); a run "
+        "over 1.5x is an error, a CPU scale's limit widened by how much slower this machine's pace is"))
     requires: list[Literal["cuda"]] = []
     params: dict[str, Any] = Field({}, description=(
         "runner parameters of this scale, overriding the suite's `params` key by key"))

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from cliprepro import cli, runflow
+from cliprepro.runflow import REFERENCE_PACE_MS
 from cliprepro.layout import Layout
 from runners.schema.output import Output
-from runners.timing.pace import REFERENCE_PACE_MS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,8 +32,19 @@ class TestJudgeRuntime:
         assert bool(message) is error and timings["wall_s"] == wall_s
         if error:
             assert "runtime_s 100 of scales.proxy" in message and "pace" in message
-        if pace_factor is not None:
-            assert timings["runtime_limit_s"] == pytest.approx(150 * max(1.0, pace_factor))
+        assert timings["runtime_limit_s"] == pytest.approx(150 * max(1.0, pace_factor or 1.0))
+
+    def test_a_gpu_scale_keeps_the_plain_limit(self):
+        """A CPU's pace says nothing about a GPU run: no probe, 1.5x."""
+        message, timings = runflow.judge_runtime(151, 100, "scales.gpu", None)
+        assert "runtime_s 100 of scales.gpu" in message and "pace_ms" not in timings
+
+    def test_a_probe_that_crashes_leaves_the_plain_limit_and_says_so(self):
+        def broken() -> float:
+            raise RuntimeError("no torch here")
+        message, timings = runflow.judge_runtime(151, 100, "scales.proxy", broken)
+        assert "could not be measured: RuntimeError: no torch here" in message
+        assert runflow.judge_runtime(149, 100, "scales.proxy", broken)[0] == ""
 
 
 class _Params:
@@ -45,7 +56,7 @@ class TestExecute:
     """execute() judges the wall time it measured: a clock that jumps past the declared runtime."""
 
     @pytest.fixture
-    def slow_run(self, monkeypatch):
+    def slow_run(self, monkeypatch, tmp_path):
         class Clock:
             now = 0.0
 
@@ -62,12 +73,8 @@ class TestExecute:
         monkeypatch.setattr(runflow, "time", Clock)
         monkeypatch.setattr(runflow, "runner_params", lambda *a, **k: (Runner, _Params()))
         monkeypatch.setattr(runflow, "explain_misses", lambda runner, params, entries, results, build: results)
-        return lambda: runflow.execute(Layout.find(str(ROOT)), "flip_speedup", scale="proxy",
-                                       out=Path(monkeypatch.tmp_path))
-
-    @pytest.fixture(autouse=True)
-    def _tmp(self, monkeypatch, tmp_path):
-        monkeypatch.tmp_path = tmp_path
+        return lambda control=None: runflow.execute(Layout.find(str(ROOT)), "flip_speedup", scale="proxy",
+                                                    out=tmp_path, control=control)
 
     def test_an_overrun_on_the_reference_machine_is_an_error(self, slow_run, monkeypatch):
         monkeypatch.setattr(runflow, "machine_pace_ms", lambda: REFERENCE_PACE_MS)
@@ -79,6 +86,12 @@ class TestExecute:
         monkeypatch.setattr(runflow, "machine_pace_ms", lambda: 100 * REFERENCE_PACE_MS)
         record = slow_run().record
         assert record.status == "completed" and record.timings["runtime_limit_s"] > record.timings["wall_s"]
+
+    def test_a_negative_control_is_not_timed_against_the_scale(self, slow_run, monkeypatch):
+        """A control's params differ from the scale's, so its runtime is not the declared one."""
+        monkeypatch.setattr(runflow, "machine_pace_ms", _never)
+        record = slow_run(control="patch_drop_0").record
+        assert record.status == "completed" and "runtime_limit_s" not in record.timings
 
 
 class TestWhyFailed:
@@ -104,6 +117,9 @@ class TestWhyFailed:
         ({"verdicts": (("gate", "skipped"),)}, []),  # said by the "N gates skipped" line
         ({"verdicts": (("gate", "reproduced"),), "control": "off"},
          ["s: control off: c0 reproduced (a control must fail)"]),
+        ({"verdicts": (("gate", "not_reproduced"),), "control": "off"}, []),  # a control that fails passes
+        ({"status": "error", "message": "runner crashed: boom", "verdicts": (("gate", "error"),), "control": "off"},
+         ["s: error: runner crashed: boom"]),
     ])
     def test_table(self, kwargs, lines):
         assert cli._why_failed(self._outcome(**kwargs)) == lines
@@ -116,5 +132,12 @@ class TestPace:
         from runners.timing.pace import pace_ms
 
         threads = torch.get_num_threads()
-        assert 0.1 < pace_ms(rounds=3, min_block_s=0.02) < 10_000
-        assert torch.get_num_threads() == threads
+        torch.set_num_threads(2)  # not 1, which the probe sets: restoring it is then seen
+        try:
+            torch.manual_seed(5)
+            before = torch.random.get_rng_state()
+            assert 0.1 < pace_ms(rounds=3, min_block_s=0.02) < 10_000
+            assert torch.get_num_threads() == 2
+            assert torch.equal(torch.random.get_rng_state(), before)  # the caller's random state untouched
+        finally:
+            torch.set_num_threads(threads)
