@@ -9,18 +9,18 @@ hold every attribute.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from cliprepro.record import Metric, atomic_write_bytes
+from cliprepro.record import Metric
 from runners.model.soup import paired, uniform_soup
 from runners.schema import metric_names as names
 from runners.schema.output import paired_gain
-from runners.schema.params import Soup, TrainParams
+from runners.schema.train_params import Soup, TrainParams
 
 
 def checkpoint(soup: Soup, ingredients: dict[str, tuple[Path, str]], cache: Path) -> Path:
@@ -31,9 +31,10 @@ def checkpoint(soup: Soup, ingredients: dict[str, tuple[Path, str]], cache: Path
         return out
     states = {name: torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
               for name, (path, _) in ingredients.items()}
-    buf = io.BytesIO()  # serialised first: a killed run never leaves half a soup (record.atomic_write_bytes)
-    torch.save({"state_dict": uniform_soup(states), "soup_of": sorted(ingredients)}, buf)
-    atomic_write_bytes(out, buf.getvalue())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")  # saved straight to disk (a bigG soup would double memory in a buffer)
+    torch.save({"state_dict": uniform_soup(states), "soup_of": sorted(ingredients)}, tmp)
+    os.replace(tmp, out)
     return out
 
 

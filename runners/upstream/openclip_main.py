@@ -38,8 +38,6 @@ import json
 import sys
 from pathlib import Path
 
-from cliprepro.record import atomic_write_text
-
 EXISTS = 3  # exit status for "Experiment already exists" (open_clip_train prints it and returns -1)
 REDUCTION_MASK = {"truncate": "", "syntax": "syntax", "random": "random", "simple": "simple",
                   "block": "simple"}  # CLIPA's name for open_clip's "simple"
@@ -88,7 +86,7 @@ def write_first_batch_tokens(model, path: Path) -> None:
 
     def done() -> None:
         if {"image_tokens", "text_tokens", "image_positions"} <= set(seen):
-            atomic_write_text(path, json.dumps(seen))
+            _replace_json(path, seen)
             for h in handles:
                 h.remove()
 
@@ -255,7 +253,15 @@ def _attention(oc_main, kind: str, probe: str | None):
 def _add_to_probe(path: Path, extra: dict) -> None:
     """Merge `extra` into the token probe's JSON (written by the first batch's hooks, before this)."""
     data = json.loads(path.read_text()) if path.exists() else {}
-    atomic_write_text(path, json.dumps({**data, **extra}))
+    _replace_json(path, {**data, **extra})
+
+
+def _replace_json(path: Path, data: dict) -> None:
+    """Write, then rename over `path` (readers never see half a file). Unlike record.atomic_write_text
+    no fsync: both writes happen inside the first training step, which is timed."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data))
+    tmp.replace(path)
 
 
 def main(argv: list[str]) -> int:
