@@ -37,7 +37,7 @@ def provenance_problems(record: Record) -> list[str]:
 
 
 def _train_inputs(record: Record) -> list[str]:
-    from runners.schema.params import TrainParams
+    from runners.schema.train_params import TrainParams
     from runners.training import fingerprint
     from runners.training.proxydata import DataSpec
 

@@ -55,7 +55,7 @@ def measured_rates(layout: Layout):
 
 def cmd_train(args, layout: Layout) -> int:
     from runners.schema.deepspeed import DeepSpeedRecipe
-    from runners.schema.params import PaperRecipe
+    from runners.schema.paper import PaperRecipe
     from runners.training import launch
 
     from cliprepro.runflow import runner_params

@@ -22,7 +22,8 @@ from runners.schema import metric_names as names
 from runners.training import textcheck
 from cliprepro.record import Metric
 from runners.schema.output import Output, exact, from_samples, paired_gain
-from runners.schema.params import PaperRecipe, Stage, TrainParams as Params
+from runners.schema.paper import PaperRecipe
+from runners.schema.train_params import Stage, TrainParams as Params
 from runners.training import sources
 from runners.training.proxydata import DataSpec, chance_pct
 from runners.training.sources import Source

@@ -7,7 +7,7 @@ import pytest
 from pydantic import ValidationError
 
 from runners.schema import metric_names as names
-from runners.schema.params import Stage, TrainParams
+from runners.schema.train_params import Stage, TrainParams
 from runners.training import ablation, linprobe
 
 BASE = dict(model="ViT-Tiny48-P8", epochs=1, batch_size=64, lr=1e-3)

@@ -95,7 +95,7 @@ class TestTrain:
 
 
 def _params(**kw):
-    from runners.schema.params import TrainParams
+    from runners.schema.train_params import TrainParams
 
     t = dict(model=MODEL, batch_size=64, lr=1e-3)
     stages = kw.pop("stages", [{"name": "teacher", "epochs": 1, "data_seed": 9, **t},

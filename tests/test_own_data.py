@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from cliprepro.errors import InputError
 from cliprepro.userconfig import load
 from runners import declared_metrics
-from runners.schema.params import TrainParams
+from runners.schema.train_params import TrainParams
 from runners.training import sources
 from runners.training.proxydata import DataSpec, ensure
 from runners.training.stage import stage_argv, stage_key

@@ -6,7 +6,7 @@ import shlex
 import pytest
 
 from cliprepro.layout import Layout
-from runners.schema.params import PaperRecipe
+from runners.schema.paper import PaperRecipe
 from runners.training.recipe import torchrun_lines
 from tests.conftest import REPO
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from runners.schema.params import Soup, Stage, TrainParams
+from runners.schema.train_params import Soup, Stage, TrainParams
 from runners.training import soups
 
 MODEL = "ViT-Tiny96-P8"

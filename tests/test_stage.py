@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from runners.schema.params import Stage, TrainParams
+from runners.schema.train_params import Stage, TrainParams
 from runners.training import stage as st
 from runners.training.proxydata import DataSpec
 from runners.training.sources import proxy_at

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from runners.schema.params import LambSettings, Stage, TrainParams
+from runners.schema.train_params import LambSettings, Stage, TrainParams
 from runners.training import probe
 from runners.training.proxydata import DataSpec
 from runners.training.sources import proxy_at

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from runners.schema.params import Stage, TimeToTarget, TrainParams
+from runners.schema.train_params import Stage, TimeToTarget, TrainParams
 from runners.training import targets
 
 

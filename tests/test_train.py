@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from runners.schema.params import Stage, TrainParams
+from runners.schema.train_params import Stage, TrainParams
 from runners.training.proxydata import DataSpec
 from runners.training.sources import proxy_at
 from runners.training.stage import stage_argv

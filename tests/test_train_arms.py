@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from cliprepro.record import Metric
 from runners import declared_metrics
 from runners.training import contrasts, probe
-from runners.schema.params import Stage, TrainParams
+from runners.schema.train_params import Stage, TrainParams
 from runners.training.proxydata import DataSpec
 from runners.training.sources import proxy_at
 from runners.model.masks import planned_mask

@@ -1,5 +1,5 @@
 """Schemas of an ablation table (rows added one change at a time on one base) and of a linear
-probe of image towers; part of a train run's params (runners.schema.params.TrainParams)."""
+probe of image towers; part of a train run's params (runners.schema.train_params.TrainParams)."""
 from __future__ import annotations
 
 from pydantic import Field

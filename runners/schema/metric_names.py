@@ -7,7 +7,9 @@ CPU, in CI, not first on a GPU).
 """
 from __future__ import annotations
 
-from runners.schema.params import ArchitectureParams, PaperRecipe, ThroughputParams, TrainParams
+from runners.schema.paper import PaperRecipe
+from runners.schema.params import ArchitectureParams, ThroughputParams
+from runners.schema.train_params import TrainParams
 from runners.schema.released import ReleasedParams
 from runners.schema.deepspeed import DeepSpeedRecipe
 

@@ -12,6 +12,9 @@ import difflib
 import importlib.util
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
+
+from pydantic import AfterValidator
 
 REPO_CONFIGS = Path(__file__).resolve().parents[2] / "model_configs"
 
@@ -52,6 +55,9 @@ def augmentation_fields() -> tuple[str, ...]:
 
 def _number(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+ModelName = Annotated[str, AfterValidator(check_model)]  # an open_clip config, official or the repo's
 
 
 def check_aug_cfg(cfg: dict[str, str]) -> dict[str, str]:

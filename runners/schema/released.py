@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from cliprepro.spec import Strict
-from runners.schema.params import ModelName
+from runners.schema.model_names import ModelName
 
 TemplateSet = Literal["openai", "one"]  # clip_benchmark's imagenet1k set (OpenAI's 80) | "a photo of a {c}."
 ResizeMode = Literal["shortest", "squash", "longest"]

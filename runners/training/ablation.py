@@ -14,7 +14,7 @@ import numpy as np
 
 from cliprepro.record import Metric
 from runners.schema import metric_names as names
-from runners.schema.params import TrainParams
+from runners.schema.train_params import TrainParams
 from runners.training.contrasts import contrast
 
 

@@ -14,7 +14,7 @@ import numpy as np
 from cliprepro.record import Metric
 from runners.schema import metric_names as names
 from runners.schema.output import paired_gain
-from runners.schema.params import TrainParams
+from runners.schema.train_params import TrainParams
 
 
 def common_seeds(params: TrainParams, stages: list[str]) -> list[int]:

@@ -33,7 +33,7 @@ _LOSS = re.compile(r"Train Epoch: \d+ \[\s*\d+/\d+.*?Contrastive_loss: ([0-9.]+)
 
 def reference_losses(work: Path) -> list[float]:
     """Per-step training losses of the reference stage, trained fresh in `work`."""
-    from runners.schema.params import Stage, TrainParams
+    from runners.schema.train_params import Stage, TrainParams
     from runners.training.stage import STAGE_DIR, run_stage
     from runners.training.proxydata import DataSpec
     from runners.training.sources import proxy

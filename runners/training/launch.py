@@ -19,7 +19,7 @@ from pydantic import Field
 
 from cliprepro.errors import InputError
 from cliprepro.spec import Strict, parse, read_yaml
-from runners.schema.params import PaperRecipe, PaperStage
+from runners.schema.paper import PaperRecipe, PaperStage
 from runners.training.recipe import lr, stage_argv
 
 LAUNCHERS = ("local", "torchrun", "slurm", "deepspeed")

@@ -13,7 +13,7 @@ from cliprepro.provenance import device_info
 from runners import zeroshot
 from runners.schema import metric_names as names
 from runners.schema.output import Output, exact, paired_gain
-from runners.schema.params import PaperRecipe
+from runners.schema.paper import PaperRecipe
 
 
 def run_recipe(recipe: PaperRecipe, build_dir: Path, trained: dict[str, Path] | None = None,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from runners.model.masks import classify_kept, kept_patches, planned_mask
 from runners.model.models import image_token_count, model_config, with_overrides
-from runners.schema.params import Stage
+from runners.schema.train_params import Stage
 from runners.training.stage import PROBE
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import shlex
 
 from cliprepro.errors import InputError
-from runners.schema.params import PaperRecipe, PaperStage
+from runners.schema.paper import PaperRecipe, PaperStage
 
 
 def per_gpu_batch(stage: PaperStage, gpus: int) -> int:

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from runners.schema.params import Stage, TrainParams
+from runners.schema.train_params import Stage, TrainParams
 from runners.training import shards
 from runners.training.proxydata import DataSpec, ensure
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cliprepro import progress
-from runners.schema.params import Stage, TrainParams as Params
+from runners.schema.train_params import Stage, TrainParams as Params
 from runners.training import fingerprint
 from runners.training import sources
 from runners.training.sources import Source

@@ -20,7 +20,7 @@ from cliprepro.record import Metric
 from runners.upstream.openclip_main import REDUCTION_MASK
 from runners.schema import metric_names as names
 from runners.schema.output import paired_gain
-from runners.schema.params import TextCheck
+from runners.schema.train_params import TextCheck
 from runners.training.proxydata import ATTRIBUTES
 
 
