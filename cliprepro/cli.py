@@ -57,8 +57,9 @@ def _why_failed(outcome) -> list[str]:
     if r.negative_control:
         return [f"{r.suite}: control {r.negative_control}: {x.claim} {x.verdict} (a control must fail)"
                 for x in r.results if x.verdict != "not_reproduced"] or [f"{r.suite}: control measured nothing"]
+    # the rule of exit_status, result by result; a skipped gate has its own closing line
     return [f"{r.suite}: {x.role} {x.claim} {x.verdict}: {x.reason}" for x in r.results
-            if x.verdict == "error" or (x.role == "gate" and x.verdict not in ("reproduced", "skipped"))]
+            if x.verdict != "skipped" and exit_status([(x.role, x.verdict)])]
 
 
 def cmd_run(args, layout: Layout) -> int:

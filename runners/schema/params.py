@@ -160,14 +160,10 @@ class ArchitectureParams(Strict):
 
 
 SCHEMAS: dict[str, type] = {"throughput": ThroughputParams, "architecture": ArchitectureParams,
-                            "train": TrainParams}
+                            "train": TrainParams, "released": ReleasedParams, "deepspeed": DeepSpeedRecipe}
 
 
 def params_schema(runner: str, scale: str) -> type:
     """A runner's parameter schema at a scale (train at paper scale: a published recipe); the
     registry of kinds is runners.RUNNERS."""
-    if runner == "released":
-        return ReleasedParams
-    if runner == "deepspeed":
-        return DeepSpeedRecipe
     return PaperRecipe if (runner == "train" and scale == "paper") else SCHEMAS[runner]
