@@ -305,3 +305,47 @@ class TestMemoizedEncode:
             monkeypatch.setattr(oc_main, name, getattr(oc_main, name))
         openclip_main.configure({"text-mask": "random"}, 0.0)
         assert getattr(oc_main.get_tokenizer("ViT-B-32").encode, "__cliprepro_memo__", False)
+
+
+class TestFusedAdamW:
+    """open_clip_train's AdamW is torch's fused kernel: the same update, one pass over the weights."""
+
+    @staticmethod
+    def configured(monkeypatch):
+        from open_clip_train import main as oc_main
+
+        from runners.upstream import openclip_main
+
+        for name in ("create_model_and_transforms", "get_tokenizer", "create_loss", "optim"):
+            monkeypatch.setattr(oc_main, name, getattr(oc_main, name))  # restored after the test
+        openclip_main.configure({}, 0.0)
+        return oc_main
+
+    def test_the_trainer_makes_a_fused_adamw(self, monkeypatch):
+        import torch
+
+        oc_main = self.configured(monkeypatch)
+        weights = torch.nn.Parameter(torch.ones(3))
+        opt = oc_main.optim.AdamW([{"params": [weights], "weight_decay": 0.0}], lr=1e-3, betas=(0.9, 0.98), eps=1e-6)
+        assert isinstance(opt, torch.optim.AdamW) and opt.defaults["fused"] is True
+        assert oc_main.optim.lr_scheduler is torch.optim.lr_scheduler  # the rest of torch.optim unchanged
+
+    def test_same_update_as_the_per_tensor_loop(self, monkeypatch):
+        import torch
+
+        oc_main = self.configured(monkeypatch)
+        gen = torch.Generator().manual_seed(0)
+        start = [torch.randn(50, 8, generator=gen), torch.randn(8, generator=gen)]
+        grads = [[torch.randn_like(w) for w in start] for _ in range(5)]
+        ends = []
+        for make in (oc_main.optim.AdamW, torch.optim.AdamW):
+            weights = [torch.nn.Parameter(w.clone()) for w in start]
+            opt = make(weights, lr=1e-2, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.1)
+            for step in grads:
+                for w, g in zip(weights, step):
+                    w.grad = g.clone()
+                opt.step()
+            ends.append([w.detach() for w in weights])
+        for fused, loop in zip(*ends):
+            assert torch.allclose(fused, loop, atol=1e-6)
+            assert not torch.equal(fused, start[0] if fused.shape == start[0].shape else start[1])

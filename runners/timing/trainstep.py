@@ -42,24 +42,25 @@ def build_arm(cfg: dict, arm: Arm, device: torch.device, seed: int) -> torch.nn.
     return model
 
 
-def make_optimizer(kind: str, params, cfg: OptimizerCfg) -> torch.optim.Optimizer:
+def make_optimizer(kind: str, params, cfg: OptimizerCfg, fused: bool = False) -> torch.optim.Optimizer:
+    """`fused`: AdamW's one-kernel update, as the trainer uses it (runners.upstream.openclip_main)."""
     if kind == "lamb":
         from timm.optim import Lamb
         return Lamb(params, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay,
                     max_grad_norm=cfg.max_grad_norm)  # clipping inside Lamb, as timm does it
     return torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps,
-                             weight_decay=cfg.weight_decay)
+                             weight_decay=cfg.weight_decay, fused=fused)
 
 
 def make_step(model, mode: str, batch: int, cfg: dict, device: torch.device, precision: str,
-              arm: Arm, opt_cfg: OptimizerCfg, seed: int) -> Step:
+              arm: Arm, opt_cfg: OptimizerCfg, seed: int, fused_adamw: bool = False) -> Step:
     gen = torch.Generator().manual_seed(seed)
     side = cfg["vision_cfg"]["image_size"]
     t = cfg["text_cfg"]
     images = torch.randn(batch, 3, side, side, generator=gen).to(device)
     texts = torch.randint(0, t["vocab_size"], (batch, t["context_length"]), generator=gen).to(device)
     trained = list(model.visual.parameters() if mode == "image_tower" else model.parameters())
-    opt = make_optimizer(arm.optimizer, trained, opt_cfg)
+    opt = make_optimizer(arm.optimizer, trained, opt_cfg, fused_adamw)
     loss_fn = ClipLoss()
     clip_outside = arm.optimizer == "adamw" and opt_cfg.max_grad_norm is not None
 

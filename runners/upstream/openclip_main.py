@@ -36,6 +36,7 @@ import contextlib
 import functools
 import json
 import sys
+import types
 from pathlib import Path
 
 EXISTS = 3  # exit status for "Experiment already exists" (open_clip_train prints it and returns -1)
@@ -195,11 +196,24 @@ def configure(ours: dict[str, str], patch_dropout: float) -> dict:
         return DivergenceGuard(make_loss(*args, **kwargs), max_loss)
 
     oc_main.create_loss = guarded_loss
+    fuse_adamw(oc_main)
     if "optimizer-kwargs" in ours:
         _explicit_optimizer(json.loads(ours["optimizer-kwargs"]))
     if "attention" in ours:
         made["attention"] = _attention(oc_main, ours["attention"], probe)
     return made
+
+
+def fuse_adamw(oc_main) -> None:
+    """open_clip_train's AdamW (its default optimizer) with fused=True: torch's one-kernel update
+    (CPU and CUDA) instead of the per-tensor loop torch picks for CPU parameters. The same update
+    rule, equal up to float rounding (the training-path fingerprint does not move), ~5x faster on
+    CPU, where the 49,408 x width token embedding made the optimizer 20-35% of a proxy step."""
+    import torch
+
+    optim = types.SimpleNamespace(**vars(torch.optim))  # open_clip_train's `optim`, AdamW fused
+    optim.AdamW = functools.partial(torch.optim.AdamW, fused=True)
+    oc_main.optim = optim
 
 
 def _explicit_optimizer(kwargs: dict) -> None:

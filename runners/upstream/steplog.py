@@ -91,7 +91,8 @@ class TimedLoader:
 
 def bare_step(model, batch_size: int, min_block_s: float) -> dict:
     """Samples/s of the trained model's step on one synthetic batch in memory: forward, CLIP loss,
-    backward, AdamW (runners.timing.trainstep's step; the timing recipe of runners.timing.timing)."""
+    backward, fused AdamW as the trainer's (runners.timing.trainstep's step; the timing recipe of
+    runners.timing.timing)."""
     import torch
 
     from runners.schema.params import Arm, OptimizerCfg
@@ -103,7 +104,7 @@ def bare_step(model, batch_size: int, min_block_s: float) -> dict:
            "text_cfg": {"context_length": model.context_length, "vocab_size": model.vocab_size}}
     model.train()
     step = make_step(model, "full", batch_size, cfg, torch.device("cpu"), "fp32", Arm(name="bare"),
-                     OptimizerCfg(), seed=0)
+                     OptimizerCfg(), seed=0, fused_adamw=True)
     s_per_step = interleaved_rounds({"bare": step}, rounds=1, min_block_s=min_block_s, warmup_steps=2,
                                     device=torch.device("cpu"))["bare"][0]
     return {"batch_size": batch_size, "s_per_step": round(s_per_step, 6),
