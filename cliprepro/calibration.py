@@ -67,11 +67,21 @@ def control_from_record(record: rec.Record, rid: str, metric: str) -> ControlCal
     return ControlCalibration(record=rid, value=round(m.value, 4))
 
 
+def ci_seed_count(suite) -> int | None:
+    """Seeds a CI run of the suite trains (None: its CI scale is not the proxy or has no seeds)."""
+    seeds = suite.params_for("proxy").get("seeds") if suite.ci_scale == "proxy" else None
+    return len(seeds) if seeds else None
+
+
 def derive(entry: CalibratedEffect, ids: list[str], control_id: str | None,
-           records: dict[str, rec.Record]) -> dict:
+           records: dict[str, rec.Record], ci_seeds: int | None = None) -> dict:
     """Every field calibration sets: the calibrated ones, the control's model, and the kept
-    fraction (threshold) that maximises the smaller of P(pass) and P(control fails)."""
+    fraction (threshold) that maximises the smaller of P(pass) and P(control fails). A gate over
+    seeds is planned for the `ci_seeds` a CI run trains (its calibration runs train more, to
+    measure the one-seed spread), so its threshold and probabilities are those of a CI run."""
     fields = calibrated_fields(expected_from_records(entry.model_copy(update={"calibration": ids}), records), ids)
+    if ci_seeds and fields["seed_spread"] is not None:
+        fields["planned_n"] = ci_seeds
     fields["control_calibration"] = (control_from_record(records[control_id], control_id, entry.metric)
                                      if control_id else None)
     provisional = entry.model_copy(update=fields)
@@ -136,7 +146,7 @@ def apply(layout: Layout, name: str, ids: list[str],
           control_ids: dict[str, str] | None = None) -> tuple[ExpectedFile, list[str]]:
     """Set every calibrated_effect entry of the suite from the calibration records `ids` and its
     negative control's calibration record (`control_ids`: control name -> record id)."""
-    _suite, exp = layout.load(name)
+    suite, exp = layout.load(name)
     records = load_calibration(layout)
     problems: list[str] = []
     entries = []
@@ -145,7 +155,7 @@ def apply(layout: Layout, name: str, ids: list[str],
             entries.append(entry)
             continue
         control_id = (control_ids or {}).get(entry.negative_control or "")
-        new = CalibratedEffect.model_validate({**entry.model_dump(), **derive(entry, ids, control_id, records)})
+        new = CalibratedEffect.model_validate({**entry.model_dump(), **derive(entry, ids, control_id, records, ci_seed_count(suite))})
         problems += [f"{new.claim}: {p}" for p in attainability_problems(new)]
         entries.append(new)
     new_exp = ExpectedFile(suite=exp.suite, entries=entries)

@@ -270,7 +270,8 @@ class CalibratedEffect(Claim):
     planned_halfwidth: float | None = Field(None, description="median half-width the calibration runs reached")
     seed_spread: SeedSpread | None = Field(None, description="over seeds: from the calibration runs' per-seed values")
     eval_se: float | None = Field(None, ge=0, description="over seeds: median evaluation s.e. of the calibration runs")
-    planned_n: int | None = Field(None, ge=1, description="n (seeds or rounds) of each calibration run")
+    planned_n: int | None = Field(None, ge=1, description="n a run is judged over: over seeds, the seeds a CI "
+                                  "run trains; over rounds, those of each calibration run")
     control_calibration: ControlCalibration | None = None
 
     @model_validator(mode="after")

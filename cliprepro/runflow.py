@@ -116,9 +116,15 @@ def pick_scale(suite: Suite, requested: str, cuda: bool, weights: bool = False, 
 
 
 
+CALIBRATION_SEEDS_MIN = 3  # seeds per calibration run, however few a CI run trains
+
+
 def calibration_seeds(seed_base: int, index: int, n: int) -> list[int]:
-    """Seeds of calibration run `index`: a calibration draws its own seed_base (cliprepro.calibration),
-    so its models share no seed with a check run (the suite's small seeds) or another calibration."""
+    """Seeds of calibration run `index`: at least CALIBRATION_SEEDS_MIN (a calibration measures
+    the one-seed spread a CI run of n seeds is judged with: 3 runs of 3 give it 8 degrees of
+    freedom); a calibration draws its own seed_base (cliprepro.calibration), so its models share
+    no seed with a check run (the suite's small seeds) or another calibration."""
+    n = max(n, CALIBRATION_SEEDS_MIN)
     return [seed_base + index * n + k for k in range(n)]
 
 

@@ -5,7 +5,7 @@ import difflib
 
 from pydantic import ValidationError
 
-from cliprepro.calibration import derive, load_calibration, record_problems
+from cliprepro.calibration import ci_seed_count, derive, load_calibration, record_problems
 from cliprepro.claims import CalibratedEffect, pass_probability
 from cliprepro.intervals import run_pass_probability
 from cliprepro.errors import InputError
@@ -103,7 +103,7 @@ def validate_all(layout: Layout) -> list[str]:
                         continue  # the suite's params are reported above
                     problems += [f"{where}: calibration record {rid} {p}; rerun cliprepro calibrate {name}"
                                  for p in record_problems(r, now, path)]
-                want = derive(e, e.calibration, control, calibration)
+                want = derive(e, e.calibration, control, calibration, ci_seed_count(suite))
                 differ = sorted(k for k, v in want.items() if getattr(e, k) != v)
                 if differ:
                     problems.append(f"{where}: {', '.join(differ)} differ from what its calibration records "

@@ -131,3 +131,33 @@ class TestCalibrationSeeds:
         runs = [calibration_seeds(b, i, 3) for b in bases for i in range(5)]
         seeds = [s for run in runs for s in run]
         assert len(set(seeds)) == len(seeds) and min(seeds) >= SEED_BASE_MIN
+
+    @pytest.mark.parametrize("ci_seeds,per_run", [(1, 3), (2, 3), (3, 3), (5, 5)])
+    def test_a_calibration_run_trains_enough_seeds_to_measure_the_spread(self, ci_seeds, per_run):
+        from cliprepro.runflow import calibration_seeds
+
+        runs = [calibration_seeds(2_000_000, i, ci_seeds) for i in range(3)]
+        assert [len(r) for r in runs] == [per_run] * 3
+        assert len({s for r in runs for s in r}) == 3 * per_run
+
+
+class TestPlannedForTheCiRun:
+    """A gate over seeds is planned (n, threshold) for the seeds a CI run trains, not the calibration's."""
+
+    def test_planned_n_and_threshold_follow_the_ci_seeds(self):
+        from cliprepro.calibration import derive, load_calibration
+        from cliprepro.claims import pass_probability
+        from cliprepro.layout import Layout
+
+        layout = Layout.find(str(REPO))
+        _suite, exp = layout.load("clipa_l16")
+        entry = next(e for e in exp.entries if e.kind == "calibrated_effect")
+        records = load_calibration(layout)
+        control = entry.control_calibration.record
+        got = {n: derive(entry, entry.calibration, control, records, ci_seeds=n) for n in (1, 3)}
+        assert [got[n]["planned_n"] for n in (1, 3)] == [1, 3]
+        # one seed: a wider interval, so the control's upper bound clears only a higher threshold
+        assert got[1]["kept_fraction"] > got[3]["kept_fraction"]
+        for n in (1, 3):
+            p = pass_probability(entry.model_copy(update=got[n]))
+            assert p.control_fails >= 0.95, n
