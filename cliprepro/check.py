@@ -66,7 +66,7 @@ def _train_inputs(record: Record) -> list[str]:
 def prediction_problems(record: Record) -> list[str]:
     """Each (stage, seed) point's predictions: present, matching their hash, giving its acc1_mean;
     each stage's mean-accuracy metric: the mean of those per-seed accuracies."""
-    from runners import zeroshot
+    from cliprepro import predictions
     from runners.schema.metric_names import stage_accuracy
 
     out, per_stage = [], {}
@@ -78,8 +78,8 @@ def prediction_problems(record: Record) -> list[str]:
         if not isinstance(packed, dict) or "zlib_b64" not in packed:
             out.append(f"{where}.predictions missing: per-example outcomes are required")
             continue
-        correct = zeroshot.unpack(packed)
-        if zeroshot.digest(correct) != packed.get("sha256"):
+        correct = predictions.unpack(packed)
+        if predictions.digest(correct) != packed.get("sha256"):
             out.append(f"{where}.predictions do not match their sha256")
             continue
         acc = 100 * float(correct.mean())

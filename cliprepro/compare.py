@@ -38,13 +38,13 @@ def environment(p: dict[str, Any]) -> dict[str, Any]:
 def paired_stage_tests(a: Record, b: Record) -> list[list[Any]]:
     """Per stage evaluated in both: per-example accuracy averaged over each record's seeds, B - A
     in pp, its standard error over examples, z and a two-sided normal p-value."""
-    from runners import zeroshot
+    from cliprepro import predictions
 
     def per_stage(r: Record) -> dict[str, list[np.ndarray]]:
         out: dict[str, list[np.ndarray]] = {}
         for point in r.points:
             if isinstance(point.get("predictions"), dict) and "stage" in point:
-                out.setdefault(point["stage"], []).append(zeroshot.unpack(point["predictions"]).astype(float))
+                out.setdefault(point["stage"], []).append(predictions.unpack(point["predictions"]).astype(float))
         return out
 
     sa, sb = per_stage(a), per_stage(b)

@@ -21,6 +21,7 @@ from scipy.stats import binomtest
 
 from cliprepro.provenance import device_info
 from cliprepro.record import Metric
+from cliprepro import predictions
 from runners import zeroshot
 from runners.model import weights
 from runners.schema import metric_names as names
@@ -130,7 +131,7 @@ def run(params: Params, scale: str, build_dir: Path) -> Output:
             out.metrics[metrics[0]] = accuracy_metric(scores.correct)
             entry["imagenet"] = {"config_key": "imagenet_val", "fingerprint": zeroshot.folder_fingerprint(imagenet)}
             entry["protocol"] = {**m.protocol.model_dump(), **scores.meta, "seconds": round(time.time() - started, 1)}
-            out.points.append({"model": m.name, "predictions": zeroshot.pack(scores.correct),
+            out.points.append({"model": m.name, "predictions": predictions.pack(scores.correct),
                                "acc1": round(100 * scores.metrics["acc1"], 4), "acc5": round(100 * scores.metrics["acc5"], 4)})
         for dataset, metric in zip(m.retrieval, metrics[1:]):
             folder = config.retrieval.get(dataset)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cliprepro import predictions
 from cliprepro.provenance import device_info
 from runners import zeroshot
 from runners.training import contrasts
@@ -137,7 +138,7 @@ def run(params: Params | PaperRecipe, scale: str, build_dir: Path = CACHE, *, tr
             out.errors += probe.problems(stage, logs)
             out.inputs["checkpoints"][f"{stage.name}/seed{seed}"] = hashlib.sha256(ckpt.read_bytes()).hexdigest()[:16]
             scores_here = dict(t.scores["scores"])
-            correct[(stage.name, seed)] = zeroshot.unpack(t.scores["correct"])
+            correct[(stage.name, seed)] = predictions.unpack(t.scores["correct"])
             for key, value in scores_here.items():  # metric names carry the stage: acc1_<stage>_<what>
                 name = (names.stage_accuracy(stage.name, key.removeprefix("acc1_")) if key.startswith("acc1_")
                         else names.stage_retrieval(key, stage.name))
@@ -149,7 +150,7 @@ def run(params: Params | PaperRecipe, scale: str, build_dir: Path = CACHE, *, tr
                                **({k: v for k, v in json.loads(probe_file.read_text()).items() if k.endswith("_tokens")}
                                   | {"image_mask_seen": probe.mask_seen(json.loads(probe_file.read_text()))}
                                   if probe_file.exists() and stage.epochs else {}),
-                               "predictions": zeroshot.pack(correct[(stage.name, seed)]),
+                               "predictions": predictions.pack(correct[(stage.name, seed)]),
                                **{k: round(v, 4) for k, v in scores_here.items()}})
     for soup in params.soups:
         _soup(params, soup, source, trained, correct, accs, out, build_dir / "train")
@@ -194,7 +195,7 @@ def _probes(params: Params, source: Source, trained: dict) -> dict:
             t = trained[(stage.name, seed)]
             got = evaluate_once(linprobe.probe_to, params, stage, t.checkpoint, source,
                                 t.logs / f"probe-{eval_key(params, source)}.json", f"linear probe seed {seed}")
-            correct[(stage.name, seed)] = zeroshot.unpack(got["correct"])
+            correct[(stage.name, seed)] = predictions.unpack(got["correct"])
     metrics = {names.probe_accuracy(s.name): paired_gain([100 * correct[(s.name, seed)] for seed in params.seeds_of(s)], "%")
                for s in probed}
     for c in params.probes:
@@ -231,7 +232,7 @@ def _soup(params: Params, soup, source: Source, trained: dict, correct: dict, ac
         if not cached.exists():
             evaluate_to(params, first, ckpt, source, cached)
         scores = json.loads(cached.read_text())
-        correct[(soup.name, seed)] = zeroshot.unpack(scores["correct"])
+        correct[(soup.name, seed)] = predictions.unpack(scores["correct"])
         for key, value in scores["scores"].items():
             if key.startswith("acc1_"):
                 accs.setdefault(names.stage_accuracy(soup.name, key.removeprefix("acc1_")), []).append(value)
@@ -284,7 +285,7 @@ def evaluate_to(params: Params, stage: Stage, ckpt: Path, source: Source, out: P
 
     scores = evaluate(params, stage, ckpt, source, torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     correct, chance = scores.pop("_correct"), scores.pop("_chance_pct")
-    atomic_write_text(out, json.dumps({"scores": scores, "correct": zeroshot.pack(correct), "chance_pct": chance}))
+    atomic_write_text(out, json.dumps({"scores": scores, "correct": predictions.pack(correct), "chance_pct": chance}))
     return 0
 
 

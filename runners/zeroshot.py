@@ -9,10 +9,8 @@ shards that exist.
 """
 from __future__ import annotations
 
-import base64
 import hashlib
 import warnings
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,22 +28,6 @@ class Scores:
     metrics: dict[str, float]
     correct: np.ndarray | None = None  # uint8 per example (classification)
     meta: dict = field(default_factory=dict)
-
-
-def digest(correct: np.ndarray) -> str:
-    """The hash a record keeps beside its per-example outcomes (pack; cliprepro.check verifies it)."""
-    return hashlib.sha256(np.asarray(correct, dtype=np.uint8).tobytes()).hexdigest()[:16]
-
-
-def pack(correct: np.ndarray) -> dict[str, str]:
-    """Per-example outcomes, compressed and hashed for the record."""
-    raw = np.asarray(correct, dtype=np.uint8).tobytes()
-    return {"zlib_b64": base64.b64encode(zlib.compress(raw, 9)).decode(), "sha256": digest(correct),
-            "n": str(len(raw))}
-
-
-def unpack(packed: dict[str, str]) -> np.ndarray:
-    return np.frombuffer(zlib.decompress(base64.b64decode(packed["zlib_b64"])), dtype=np.uint8)
 
 
 def _loader(dataset, batch_size: int) -> torch.utils.data.DataLoader:

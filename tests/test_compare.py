@@ -11,7 +11,7 @@ import numpy as np
 
 from cliprepro import record as rec
 from cliprepro.compare import compare_text, differences, paired_stage_tests
-from runners import zeroshot
+from cliprepro import predictions
 from tests.conftest import REPO
 
 
@@ -24,9 +24,9 @@ def _worse(record: rec.Record, flipped: int) -> rec.Record:
     data = copy.deepcopy(record.model_dump())
     for point in data["points"]:
         if point.get("stage") == "finetune":
-            correct = zeroshot.unpack(point["predictions"]).copy()
+            correct = predictions.unpack(point["predictions"]).copy()
             correct[np.flatnonzero(correct)[:flipped]] = 0
-            point["predictions"] = zeroshot.pack(correct)
+            point["predictions"] = predictions.pack(correct)
     data["config"]["params"]["seeds"] = [7, 8, 9]
     data["provenance"]["device"]["device_class"] = "cuda: NVIDIA H200"
     return rec.Record.model_validate(data)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from cliprepro import predictions
 from runners import zeroshot
 from runners.model.models import build, model_config
 from runners.training.proxydata import DataSpec, ensure
@@ -40,7 +41,7 @@ class TestClassify:
         assert ours.metrics["mean_per_class_recall"] == pytest.approx(theirs["mean_per_class_recall"])
         assert ("acc5" in ours.metrics) == (len(ds.classes) >= 5)
         assert ours.correct.mean() == pytest.approx(ours.metrics["acc1"])
-        assert zeroshot.unpack(zeroshot.pack(ours.correct)).tolist() == ours.correct.tolist()
+        assert predictions.unpack(predictions.pack(ours.correct)).tolist() == ours.correct.tolist()
 
     def test_retrieval_reports_recall_at_k(self, tiny):
         data, ckpt = tiny

@@ -66,7 +66,7 @@ def probe(model_name: str, ckpt: Path, sets: dict[str, Path], device: torch.devi
 def probe_to(params, stage, ckpt: Path, source, out: Path) -> int:
     """probe(), in its own process (runners.training.stage.in_process), written to `out`."""
     from cliprepro.record import atomic_write_text
-    from runners.zeroshot import pack
+    from cliprepro.predictions import pack
 
     got = probe(stage.model, ckpt, dict(source.eval_sets), torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     atomic_write_text(out, json.dumps({"scores": got["scores"], "correct": pack(got["_correct"])}))

@@ -19,7 +19,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import webdataset as wds
 from PIL import Image, ImageDraw
 
 GENERATOR_VERSION = 1
@@ -129,6 +128,8 @@ def _write_shards(folder: Path, pattern: str, rows: list[dict], per_shard: int) 
     only store in a PAX extended header, so every member costs two headers to parse. Those headers
     were ~14% of the proxy loader's CPU time (the trainer's worker shares the CPU with the step),
     and the shards were never byte-identical twice."""
+    import webdataset as wds  # here, not at the top: cliprepro check reads DataSpec without torch
+
     folder.mkdir(parents=True, exist_ok=True)
     with wds.ShardWriter(str(folder / pattern), maxcount=per_shard, verbose=0, mtime=SHARD_MTIME) as sink:
         for row in rows:
