@@ -91,6 +91,28 @@ class TestTrainAll:
             with pytest.raises(RuntimeError, match="failed with exit 255"):
                 st.run_stage(params, stage, proxy_at(SPEC, tmp_path / "data", []), logs, 0, None)
 
+    @pytest.mark.parametrize("code,writes,ok", [(0, True, True), (255, True, True), (255, False, False),
+                                                (1, False, False), (0, False, False)])
+    def test_an_evaluation_is_judged_by_its_scores_and_its_exit_code_said(self, tmp_path, monkeypatch, capsys,
+                                                                         code, writes, ok):
+        params = _params()
+        out = tmp_path / "stage" / "eval-k.json"
+
+        def fake_in_process(target, args, log, env, poll=None):
+            log.write_text("")
+            if writes:
+                out.write_text('{"scores": {"acc1_mean": 50.0}}')
+            return code
+
+        monkeypatch.setattr(st, "in_process", fake_in_process)
+        if ok:
+            got = st.evaluate_once(None, params, params.stages[0], tmp_path / "c.pt", None, out, "seed 0")
+            assert got == {"scores": {"acc1_mean": 50.0}}
+            assert ("exited with 255" in capsys.readouterr().err) == (code == 255)
+        else:
+            with pytest.raises(RuntimeError, match=f"failed with exit {code}, no scores written: .its log is empty"):
+                st.evaluate_once(None, params, params.stages[0], tmp_path / "c.pt", None, out, "seed 0")
+
     @pytest.mark.parametrize("cores,gpu,env,want", [(2, False, None, (2, 1)), (16, False, None, (2, 8)),
                                                     (1, False, None, (1, 1)), (2, False, "1", (1, 2)),
                                                     (16, True, None, (1, 16)), (16, True, "2", (2, 8))])
