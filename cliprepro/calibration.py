@@ -172,6 +172,16 @@ def reapply(layout: Layout, name: str) -> tuple[ExpectedFile, list[str]]:
     return apply(layout, name, ids, controls)
 
 
+def metric_seed_spread(records: list[rec.Record], metric: str) -> tuple[float | None, int]:
+    """The one-seed SD of `metric`, pooled within a suite's own calibration runs (each run's
+    per-seed values about that run's mean; df = the sum of seeds - 1). A finding of a suite whose
+    CI run trains fewer seeds than its calibration runs borrows it (expected/, seed_spread.source),
+    so its interval stays finite at one seed."""
+    groups = [list(r.metrics[metric].samples) for r in records
+              if metric in r.metrics and r.metrics[metric].n == len(r.metrics[metric].samples) >= 2]
+    return pooled_sd(groups)
+
+
 def contrast_spread(records: list[rec.Record]) -> tuple[float | None, int, list[str]]:
     """The one-seed SD of a suite's paired contrasts (metrics `gain_*` measured on one seed), pooled
     over independent calibration runs: each run draws its own seeds, so a contrast's run-to-run

@@ -58,6 +58,43 @@ class TestBorrowedSeedSpreads:
         assert f"{len(names)} one-seed paired contrasts" in entry.seed_spread.source
 
 
+def _own_spreads():
+    layout = Layout.find(str(REPO))
+    for name in layout.suite_names():
+        for entry in layout.load(name)[1].entries:
+            spread = getattr(entry, "seed_spread", None)
+            if entry.role == "finding" and spread is not None and "metric_seed_spread" in spread.source:
+                yield name, entry
+
+
+class TestOwnSeedSpreads:
+    """A finding of a suite whose CI run trains one seed borrows the per-seed spread of its metric
+    from the suite's own calibration runs: recomputed here, so it cannot drift."""
+
+    def test_g14_soup_findings_borrow(self):
+        assert {name for name, _ in _own_spreads()} == {"g14_soup"} and len(list(_own_spreads())) == 5
+
+    @pytest.mark.parametrize("suite,entry", list(_own_spreads()), ids=lambda x: getattr(x, "claim", x))
+    def test_recomputed_from_cited_records(self, suite, entry):
+        from cliprepro.calibration import metric_seed_spread
+
+        records = load_calibration(Layout.find(str(REPO)))
+        ids = re.findall(r"\b[0-9a-f]{16}\b", entry.seed_spread.source)
+        assert len(ids) >= 3 and all(records[i].suite == suite and not records[i].negative_control for i in ids)
+        sd, df = metric_seed_spread([records[i] for i in ids], entry.metric)
+        assert (round(sd, 4), df) == (entry.seed_spread.sd, entry.seed_spread.df)
+
+    def test_pooled_within_runs_not_across(self):
+        from types import SimpleNamespace
+
+        from cliprepro.calibration import metric_seed_spread
+
+        def run(*values):  # two runs far apart: their means differ, their own spreads are 1
+            return SimpleNamespace(metrics={"m": SimpleNamespace(n=len(values), samples=list(values))})
+        sd, df = metric_seed_spread([run(0.0, 1.0, 2.0), run(100.0, 101.0, 102.0)], "m")
+        assert (sd, df) == (1.0, 4)
+
+
 @pytest.mark.parametrize("runtime_s,runs", [(10, 5), (59.9, 5), (60, 3), (600, 3)])
 def test_runs_needed(runtime_s, runs):
     assert runs_needed(runtime_s) == runs
