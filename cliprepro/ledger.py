@@ -3,12 +3,14 @@
 Every record is re-judged with the expected entry it stores; a record whose stored verdicts or
 values disagree with that, that fails validation, or that reuses a calibration record as a check,
 is rejected with the reason. A record of an older schema is re-judged by today's rules and shown
-with the new verdict (saying what it stored). A record judged against an entry that differs from
+with the new verdict (saying what it stored). Over seeds, records that trained the same models
+(same params, seeds included, data and training path) count once. A record judged against an entry that differs from
 the current one in expected/ is `stale`: shown, but not pooled into the leaderboard. A record
 whose run did not complete (crash, runtime overrun) never contributes; it is listed with its reason.
 """
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -135,6 +137,23 @@ class Pool:
     latest: str  # id of the newest record
 
 
+def _same_models(record: Record) -> str:
+    """What fixes the models a training record evaluated: its params (seeds included), data and
+    training path. Two records equal in it measured the same seeds of the same recipe."""
+    return json.dumps([record.config.get("params"), record.inputs.get("data"), record.inputs.get("training_path")],
+                      sort_keys=True, default=str)
+
+
+def _one_per_seed_set(members: dict[str, Row]) -> dict[str, Row]:
+    """Over seeds, records that trained the very same models (a CI build beside the committed
+    record of the same seeds: on a CPU, the same numbers) are one measurement, not several; the
+    newest stands for them. Other seeds, data or recipes all pool."""
+    newest: dict[str, str] = {}
+    for rid, row in sorted(members.items(), key=lambda kv: (_started(kv[1].record), kv[0])):
+        newest[_same_models(row.record)] = rid
+    return {rid: members[rid] for rid in sorted(newest.values())}
+
+
 def pool(rows: list[Row], expected: dict[str, ExpectedFile]) -> list[Pool]:
     """One pool per (suite, claim, scale, device class) over the current rows: the measurements
     pooled (cliprepro.pooling), then judged by today's entry, never a vote of stored verdicts."""
@@ -147,8 +166,11 @@ def pool(rows: list[Row], expected: dict[str, ExpectedFile]) -> list[Pool]:
     for (suite, claim, scale, device), members in sorted(groups.items()):
         entry = current[(suite, claim, scale)]
         newest = max(members.values(), key=lambda r: (_started(r.record), r.rid))
-        metrics = {rid: r.record.metrics[entry.metric] for rid, r in members.items()
-                   if r.result.verdict not in ("skipped", "error") and entry.metric in r.record.metrics}
+        measured = {rid: r for rid, r in members.items()
+                    if r.result.verdict not in ("skipped", "error") and entry.metric in r.record.metrics}
+        if all(r.record.metrics[entry.metric].over == "seeds" for r in measured.values()):
+            measured = _one_per_seed_set(measured)
+        metrics = {rid: r.record.metrics[entry.metric] for rid, r in measured.items()}
         pooled = pool_metrics(metrics)
         value = lo = hi = None
         n = 0

@@ -42,6 +42,23 @@ class TestLedger:
         twice = pool(build_ledger([("a1", r), ("a1", r)], [], _expected(e)).rows, _expected(e))
         assert once == twice and once[0].records == 1
 
+    @pytest.mark.parametrize("other_seeds,n", [(None, 1), ([1], 2)])
+    def test_the_same_seeds_of_the_same_recipe_count_once(self, other_seeds, n):
+        """A CI build beside the committed record of the same seed is one measurement, not two."""
+        from cliprepro.layout import Layout
+
+        layout = Layout.find(str(REPO))
+        expected = {"clipa_l16": layout.load("clipa_l16")[1]}
+        path = sorted(layout.results.glob("clipa_l16__proxy__run__*.json"))[-1]
+        committed = rec.read(path)[1]
+        build = committed.model_copy(update={"provenance": {**committed.provenance, "started_utc": "2099-01-01"}})
+        if other_seeds is not None:
+            params = {**committed.config["params"], "seeds": other_seeds}
+            build = build.model_copy(update={"config": {**committed.config, "params": params}})
+        ledger = build_ledger([("committed", committed), ("build", build)], [], expected)
+        [p] = [x for x in pool(ledger.rows, expected) if x.claim == "clipa_l16_proxy_finetune_gain"]
+        assert (p.records, p.n) == (2, n) and p.latest == "build"
+
     def test_device_classes_pool_apart(self):
         e = gate_entry()
         r1 = make_record(e, 1.8, 1.7, 1.9, "reproduced", device="cuda: NVIDIA H100 80GB HBM3")
