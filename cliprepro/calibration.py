@@ -155,7 +155,8 @@ def apply(layout: Layout, name: str, ids: list[str],
             entries.append(entry)
             continue
         control_id = (control_ids or {}).get(entry.negative_control or "")
-        new = CalibratedEffect.model_validate({**entry.model_dump(), **derive(entry, ids, control_id, records, ci_seed_count(suite))})
+        fields = derive(entry, ids, control_id, records, ci_seed_count(suite))
+        new = CalibratedEffect.model_validate({**entry.model_dump(), **fields})
         problems += [f"{new.claim}: {p}" for p in attainability_problems(new)]
         entries.append(new)
     new_exp = ExpectedFile(suite=exp.suite, entries=entries)

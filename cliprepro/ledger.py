@@ -4,9 +4,10 @@ Every record is re-judged with the expected entry it stores; a record whose stor
 values disagree with that, that fails validation, or that reuses a calibration record as a check,
 is rejected with the reason. A record of an older schema is re-judged by today's rules and shown
 with the new verdict (saying what it stored). Over seeds, records that trained the same models
-(same params, seeds included, data and training path) count once. A record judged against an entry that differs from
-the current one in expected/ is `stale`: shown, but not pooled into the leaderboard. A record
-whose run did not complete (crash, runtime overrun) never contributes; it is listed with its reason.
+(same params, seeds included, data and training path) count once. A record judged against an
+entry that differs from the current one in expected/ is `stale`: shown, but not pooled into the
+leaderboard. A record whose run did not complete (crash, runtime overrun) never contributes; it is
+listed with its reason.
 """
 from __future__ import annotations
 

@@ -119,13 +119,13 @@ def gate_probabilities(layout: Layout) -> tuple[list[list], float, list[list]]:
     for name in layout.suite_names():
         suite, exp = layout.load(name)
         ci = suite.scales.get(suite.ci_scale)
-        seeds = suite.params_for(suite.ci_scale).get("seeds") if ci else None
+        seeds = ci_seed_count(suite)
         own_pass, own_fail = [], []
         for e in exp.entries:
             if e.role != "gate":
                 continue
             if isinstance(e, CalibratedEffect) and e.seed_spread is not None and seeds and e.scale == suite.ci_scale:
-                e = e.model_copy(update={"planned_n": len(seeds)})  # as many seeds as a run trains now
+                e = e.model_copy(update={"planned_n": seeds})  # as derive() plans it: the seeds a CI run trains
             p = pass_probability(e)
             if p is None:
                 rows.append([name, e.claim, "—", "—", "no calibration to compute it from"])
@@ -136,7 +136,7 @@ def gate_probabilities(layout: Layout) -> tuple[list[list], float, list[list]]:
             passes.append(p.honest_pass)
             own_pass.append(p.honest_pass)
             own_fail.append(p.control_fails)
-        ledger.append([name, len(seeds) if seeds else "—", f"{ci.runtime_s:g}" if ci else "—",
+        ledger.append([name, seeds or "—", f"{ci.runtime_s:g}" if ci else "—",
                        f"{run_pass_probability(own_pass):.4f}" if own_pass else "no gate",
                        f"{min(own_fail):.4f}" if own_fail else "—"])
     return rows, run_pass_probability(passes), ledger

@@ -42,14 +42,14 @@ def build_arm(cfg: dict, arm: Arm, device: torch.device, seed: int) -> torch.nn.
     return model
 
 
-def make_optimizer(kind: str, params, cfg: OptimizerCfg, fused: bool = False) -> torch.optim.Optimizer:
-    """`fused`: AdamW's one-kernel update, as the trainer uses it (runners.upstream.openclip_main)."""
+def make_optimizer(kind: str, params, cfg: OptimizerCfg, fused_adamw: bool = False) -> torch.optim.Optimizer:
+    """`fused_adamw`: AdamW's one-kernel update, as the trainer uses it (runners.upstream.openclip_main)."""
     if kind == "lamb":
         from timm.optim import Lamb
         return Lamb(params, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay,
                     max_grad_norm=cfg.max_grad_norm)  # clipping inside Lamb, as timm does it
     return torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps,
-                             weight_decay=cfg.weight_decay, fused=fused)
+                             weight_decay=cfg.weight_decay, fused=fused_adamw)
 
 
 def make_step(model, mode: str, batch: int, cfg: dict, device: torch.device, precision: str,
