@@ -3,18 +3,20 @@
 On a terminal each unit is a tqdm bar with its ETA; elsewhere (CI logs, pipes) it is one short
 line when the unit ends, with its duration. Callers update a bar only between timed blocks, never
 inside one. `scope` names the suite and scale once (cliprepro.runflow), so runners only say what
-the unit is.
+the unit is; the scope is per context (contextvars), so suites run at once each keep their own, and
+work handed to another thread takes it along with `carry`.
 """
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 import sys
 import threading
 import time
-from typing import Iterator
+from typing import Callable, Iterator, TypeVar
 
-_prefix: list[str] = []
+_prefix: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("progress_scope", default=())
 _lock = threading.Lock()
 _rows: set[int] = set()  # terminal rows held by open bars (units running at once, e.g. two trainers)
 
@@ -46,18 +48,31 @@ def _columns() -> int:
 @contextlib.contextmanager
 def scope(*words: str) -> Iterator[None]:
     """Units started inside are prefixed with `words` (e.g. the suite and its scale)."""
-    _prefix.extend(words)
+    token = _prefix.set(_prefix.get() + words)
     try:
         yield
     finally:
-        del _prefix[len(_prefix) - len(words):]
+        _prefix.reset(token)
+
+
+def prefix() -> tuple[str, ...]:
+    return _prefix.get()
+
+
+T = TypeVar("T")
+
+
+def carry(fn: Callable[..., T]) -> Callable[..., T]:
+    """`fn` bound to the caller's scope, to run in another thread (a pool does not carry contexts)."""
+    context = contextvars.copy_context()
+    return lambda *args, **kwargs: context.copy().run(fn, *args, **kwargs)
 
 
 class Unit:
     """A bar on a terminal, a line at the end elsewhere; `update(n)` / `set(done)` between blocks."""
 
     def __init__(self, what: str, total: int | None, unit: str):
-        self.label = " · ".join([*_prefix, what])
+        self.label = " · ".join([*_prefix.get(), what])
         self.total, self.unit, self.done = total, unit, 0
         self.started = time.monotonic()
         self._bar = None

@@ -152,7 +152,7 @@ def test_a_run_with_a_teacher_a_mim_stage_and_its_controls(tmp_path):
     stages; the copy holds the teacher's image tower; compute adds up from scratch."""
     from runners import train
     from runners.training.sources import proxy
-    from runners.training.stage import train_all
+    from runners.training.schedule import train_all
 
     p = _params()
     source = proxy(DataSpec(**p.data.model_dump()), tmp_path / "data", ["color"])

@@ -2,6 +2,9 @@
 and clip_benchmark's unlabelled bars silenced."""
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
 from cliprepro import progress
@@ -48,9 +51,29 @@ class TestUnit:
     def test_scopes_nest_and_unwind(self):
         with progress.scope("a"):
             with progress.scope("b", "c"):
-                assert progress._prefix == ["a", "b", "c"]
-            assert progress._prefix == ["a"]
-        assert progress._prefix == []
+                assert progress.prefix() == ("a", "b", "c")
+            assert progress.prefix() == ("a",)
+        assert progress.prefix() == ()
+
+    def test_suites_at_once_keep_their_own_scope_and_carry_it_to_a_pool(self):
+        """Two suites run in threads at once (cliprepro.cli run all); each hands its units to the
+        shared trainer pool (runners.training.stage), whose threads label them with that suite."""
+        barrier = threading.Barrier(2)
+        pool = ThreadPoolExecutor(max_workers=1)
+        seen: dict[str, tuple[str, ...]] = {}
+
+        def suite(name: str) -> None:
+            with progress.scope(name, "proxy"):
+                barrier.wait()  # both scopes open at once
+                seen[name] = pool.submit(progress.carry(progress.prefix)).result()
+
+        threads = [threading.Thread(target=suite, args=(n,)) for n in ("clipa_l16", "g14_soup")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        pool.shutdown()
+        assert seen == {"clipa_l16": ("clipa_l16", "proxy"), "g14_soup": ("g14_soup", "proxy")}
 
 
 def test_clip_benchmark_bars_are_replaced_by_ours():

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from runners.schema.train_params import Stage, TrainParams
+from runners.training import schedule as sch
 from runners.training import stage as st
 from runners.training.proxydata import DataSpec
 from runners.training.sources import proxy_at
@@ -21,6 +22,17 @@ def _params() -> TrainParams:
     return TrainParams(seeds=[0, 1, 2], data=SPEC.__dict__, stages=[
         Stage(name="pre", epochs=2, **s), Stage(name="ft", epochs=1, init="previous", **s),
         Stage(name="ctl", epochs=0, init="pre", **s)])
+
+
+def _fake_trainers(monkeypatch, run_stage) -> None:
+    """Two trainer slots, `run_stage` for the trainer, an evaluator that writes empty scores."""
+    def fake_in_process(target, args, log, env, poll=None):
+        args[-1].write_text('{"scores": {}, "correct": {}}')
+        return 0
+
+    monkeypatch.setattr(sch, "run_stage", run_stage)
+    monkeypatch.setattr(st, "in_process", fake_in_process)
+    monkeypatch.setenv("CLIPREPRO_TRAIN_JOBS", "2")
 
 
 class TestTrainAll:
@@ -36,21 +48,15 @@ class TestTrainAll:
             if stage.name == "ft":
                 assert init == tmp_path / f"pre-{seed}.pt", "a stage starts from its init stage's checkpoint"
                 assert bare_step_s == (0.5 if seed == 0 else 0.0)
-                assert env == {"OMP_NUM_THREADS": str(st.trainer_jobs()[1])}
+                assert env == {"OMP_NUM_THREADS": str(sch.trainer_jobs()[1])}
             time.sleep(0.05)
             with lock:
                 running[0] -= 1
                 events.append(("end", stage.name, seed, time.monotonic()))
             return tmp_path / f"{stage.name}-{seed}.pt", True
 
-        def fake_in_process(target, args, log, env, poll=None):
-            args[-1].write_text('{"scores": {}, "correct": {}}')
-            return 0
-
-        monkeypatch.setattr(st, "run_stage", fake_run_stage)
-        monkeypatch.setattr(st, "in_process", fake_in_process)
-        monkeypatch.setenv("CLIPREPRO_TRAIN_JOBS", "2")
-        out = st.train_all(_params(), proxy_at(SPEC, tmp_path / "data", []), tmp_path / "cache", 0.5, None, "k")
+        _fake_trainers(monkeypatch, fake_run_stage)
+        out = sch.train_all(_params(), proxy_at(SPEC, tmp_path / "data", []), tmp_path / "cache", 0.5, None, "k")
         assert set(out) == {(s, seed) for s in ("pre", "ft", "ctl") for seed in (0, 1, 2)}
         assert peak[0] == 2
         end_pre = {seed: t for kind, name, seed, t in events if kind == "end" and name == "pre"}
@@ -64,9 +70,9 @@ class TestTrainAll:
         def boom(*a, **k):
             raise RuntimeError("stage pre (seed 0) failed with exit 1: boom")
 
-        monkeypatch.setattr(st, "run_stage", boom)
+        monkeypatch.setattr(sch, "run_stage", boom)
         with pytest.raises(RuntimeError, match="boom"):
-            st.train_all(_params(), proxy_at(SPEC, tmp_path, []), tmp_path / "cache", 0.0, None, "k")
+            sch.train_all(_params(), proxy_at(SPEC, tmp_path, []), tmp_path / "cache", 0.0, None, "k")
 
     @pytest.mark.parametrize("steps_written,ok", [(4, True), (3, False)])
     def test_an_exit_code_after_a_whole_stage_is_said_and_the_stage_kept(self, tmp_path, monkeypatch, capsys,
@@ -119,13 +125,90 @@ class TestTrainAll:
     def test_jobs_and_threads(self, monkeypatch, cores, gpu, env, want):
         import torch
 
-        monkeypatch.setattr(st.os, "cpu_count", lambda: cores)
+        monkeypatch.setattr(sch.os, "cpu_count", lambda: cores)
         monkeypatch.setattr(torch.cuda, "is_available", lambda: gpu)
         if env is None:
             monkeypatch.delenv("CLIPREPRO_TRAIN_JOBS", raising=False)
         else:
             monkeypatch.setenv("CLIPREPRO_TRAIN_JOBS", env)
-        assert st.trainer_jobs() == want
+        assert sch.trainer_jobs() == want
+
+
+class TestSharedPool:
+    """runners.training.schedule: one pool for every run in the process, jobs started when their
+    init is trained, one training of a stage two runs ask for at once."""
+
+    @staticmethod
+    def _fake(monkeypatch, tmp_path, seconds: dict[str, float]):
+        calls: list[tuple[str, int, str, float, float]] = []
+        lock = threading.Lock()
+
+        def fake_run_stage(params, stage, data, logs, seed, init, bare_step_s=0.0, extra_argv=None, env=None):
+            start = time.monotonic()
+            time.sleep(seconds[stage.name])
+            with lock:
+                calls.append((stage.name, seed, logs.name, start, time.monotonic()))
+            return tmp_path / f"{stage.name}-{seed}.pt", True
+
+        _fake_trainers(monkeypatch, fake_run_stage)
+        return calls
+
+    @staticmethod
+    def _run(params, tmp_path, cache="cache"):
+        return sch.train_all(params, proxy_at(SPEC, tmp_path / "data", []), tmp_path / cache, 0.0, None, "k")
+
+    def test_a_job_waiting_for_its_init_holds_no_trainer(self, tmp_path, monkeypatch):
+        calls = self._fake(monkeypatch, tmp_path, {"pre": 0.4, "ft": 0.05, "x": 0.05, "y": 0.05})
+        s = dict(model="ViT-Tiny96-P8", batch_size=64, epochs=1)  # lr apart: a stage's key is its settings
+        params = TrainParams(seeds=[0], data=SPEC.__dict__, stages=[
+            Stage(name="pre", lr=1e-3, **s), Stage(name="ft", init="pre", lr=1e-3, **s), Stage(name="x", lr=2e-3, **s),
+            Stage(name="y", lr=3e-3, **s)])
+        self._run(params, tmp_path)
+        end = {name: t1 for name, _, _, _, t1 in calls}
+        # ft waits for pre; x and y, planned after ft, train on the other trainer meanwhile
+        assert end["x"] < end["pre"] and end["y"] < end["pre"] < end["ft"]
+
+    def test_what_continues_started_work_goes_first(self, tmp_path, monkeypatch):
+        """One trainer: pre's fine-tune (and each evaluation) runs before the stages planned after it."""
+        calls = self._fake(monkeypatch, tmp_path, {"pre": 0.05, "ft": 0.05, "x": 0.05, "y": 0.05})
+        monkeypatch.setenv("CLIPREPRO_TRAIN_JOBS", "1")
+        evaluated: list[str] = []
+        monkeypatch.setattr(st, "in_process", lambda target, args, log, env, poll=None: (
+            evaluated.append(args[1].name), args[-1].write_text('{"scores": {}, "correct": {}}'), 0)[-1])
+        s = dict(model="ViT-Tiny96-P8", batch_size=64, epochs=1)
+        params = TrainParams(seeds=[0], data=SPEC.__dict__, stages=[
+            Stage(name="pre", lr=1e-3, **s), Stage(name="ft", init="pre", lr=1e-3, **s), Stage(name="x", lr=2e-3, **s),
+            Stage(name="y", lr=3e-3, **s)])
+        self._run(params, tmp_path)
+        assert [c[0] for c in calls] == ["pre", "ft", "x", "y"]
+        assert evaluated == ["pre", "ft", "x", "y"]
+
+    def test_runs_at_once_share_two_trainers_and_one_training_of_a_shared_stage(self, tmp_path, monkeypatch):
+        calls = self._fake(monkeypatch, tmp_path, {"pre": 0.3, "ft": 0.3, "a": 0.2, "b": 0.2})
+        s = dict(model="ViT-Tiny96-P8", batch_size=64, epochs=1)  # lr apart: a stage's key is its settings
+        chain = TrainParams(seeds=[0], data=SPEC.__dict__, stages=[Stage(name="pre", lr=1e-3, **s),
+                                                                   Stage(name="ft", init="pre", lr=1e-3, **s)])
+        other = TrainParams(seeds=[0], data=SPEC.__dict__, stages=[
+            Stage(name="pre", lr=1e-3, **s), Stage(name="a", lr=2e-3, **s), Stage(name="b", lr=3e-3, **s)])
+        got: dict[str, dict] = {}
+        barrier = threading.Barrier(2)
+
+        def run(name, params):
+            barrier.wait()
+            got[name] = self._run(params, tmp_path)
+
+        threads = [threading.Thread(target=run, args=x) for x in (("chain", chain), ("other", other))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        running = [sum(1 for _, _, _, t0, t1 in calls if t0 <= t < t1) for _, _, _, t, _ in calls]
+        assert max(running) == 2, "never more trainers than the pool has, across runs"
+        chain_ft = next(c for c in calls if c[0] == "ft")
+        assert any(c[0] in ("a", "b") and c[3] < chain_ft[4] and chain_ft[3] < c[4] for c in calls), \
+            "the other run trains beside the lone chain"
+        assert [c[0] for c in calls].count("pre") == 1, "a stage both runs ask for is trained once"
+        assert {got["chain"][("pre", 0)].trained, got["other"][("pre", 0)].trained} == {True, False}
 
 
 def _write_env_and_threads(path: str) -> int:

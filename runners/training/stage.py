@@ -19,9 +19,6 @@ import os
 import shutil
 import signal
 import sys
-import time
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 from cliprepro import progress
@@ -39,7 +36,8 @@ STEP_LOG = "step_log.json"  # data wait vs step time per epoch, and the bare ste
 TRAINER_LOG = "trainer.log"  # the trainer's stdout and stderr
 PRELOAD = ["torch", "open_clip", "open_clip_train.main", "webdataset", "clip_benchmark.datasets.builder",
            "clip_benchmark.metrics.zeroshot_classification", "runners.upstream.openclip_main",
-           "runners.upstream.steplog", "runners.model.masks", "runners.zeroshot"]
+           "runners.upstream.steplog", "runners.model.masks", "runners.zeroshot",
+           "sklearn.metrics"]  # the evaluator's balanced accuracy: 0.4 s of import per evaluation otherwise
 
 
 def _key(*parts: object) -> str:
@@ -252,27 +250,6 @@ def _trainer(argv: list[str]) -> int:
     return main(argv)
 
 
-@dataclass(frozen=True)
-class Trained:
-    checkpoint: Path
-    logs: Path
-    trained: bool | None  # False: reused from the cache; None: epochs 0, nothing to train
-    seconds: float
-    scores: dict  # the evaluator's JSON output
-
-
-def trainer_jobs() -> tuple[int, int]:
-    """(processes at once, threads each): on a small CPU two one-thread trainers train ~1.5x more
-    samples per second than one two-thread trainer (docs/design.md); with a GPU (the trainer uses
-    it when one is visible) one at a time, each with the GPU to itself. $CLIPREPRO_TRAIN_JOBS overrides."""
-    import torch
-
-    cores = os.cpu_count() or 1
-    alone = torch.cuda.is_available() or cores < 2
-    jobs = int(os.environ.get("CLIPREPRO_TRAIN_JOBS", "1" if alone else "2"))
-    return max(1, jobs), max(1, cores // max(1, jobs))
-
-
 def evaluate_once(evaluator, params: Params, stage: Stage, ckpt: Path, source: Source, out: Path, what: str) -> dict:
     """The evaluator's JSON for one checkpoint, written to `out` by its own process once (kept
     beside the stage: a later run reads it)."""
@@ -280,7 +257,7 @@ def evaluate_once(evaluator, params: Params, stage: Stage, ckpt: Path, source: S
         out.parent.mkdir(parents=True, exist_ok=True)
         log = out.parent / "eval.log"
         with progress.unit(f"evaluate {stage.name} {what}", 1, "checkpoint") as bar:
-            code = in_process(evaluator, (params, stage, ckpt, source, out), log, {"OMP_NUM_THREADS": str(trainer_jobs()[1])})
+            code = in_process(evaluator, (params, stage, ckpt, source, out), log, {"OMP_NUM_THREADS": str(_threads_each())})
             if code != 0 and out.exists():
                 # as a stage's exit after its final checkpoint (run_stage): the scores are written
                 # atomically at the very end, so they are whole. Seen once in CI: 255, the status
@@ -295,44 +272,7 @@ def evaluate_once(evaluator, params: Params, stage: Stage, ckpt: Path, source: S
     return json.loads(out.read_text())
 
 
-def train_all(params: Params, source: Source, cache: Path, bare_step_s: float,
-              evaluator, eval_key: str) -> dict[tuple[str, int], Trained]:
-    """Train and evaluate every (stage, seed) of a run, up to trainer_jobs() processes at once; a
-    stage waits for its init stage of the same seed. The first seed of each stage also times the
-    bare step. `evaluator(params, stage, checkpoint, data, out)` runs in its own process and writes
-    JSON to `out`, kept beside the stage under `eval_key` (a fingerprint of the evaluation)."""
-    jobs, threads = trainer_jobs()
-    env = {"OMP_NUM_THREADS": str(threads)}
-    futures: dict[tuple[str, int], Future] = {}
-    pool = ThreadPoolExecutor(max_workers=jobs)  # FIFO: an init stage is always started before its users
+def _threads_each() -> int:
+    from runners.training.schedule import trainer_jobs
 
-    def one(stage: Stage, seed: int, first: bool, init: Future | None, teacher: Future | None) -> Trained:
-        logs = cache / stage_key(params, stage, source, seed, threads)
-        from_ckpt = init.result().checkpoint if init is not None else None
-        started, trained = time.time(), None
-        if stage.mim is not None:
-            from runners.training.mim import run_mim
-
-            ckpt, trained = run_mim(params, stage, sources.for_stage(source, params, stage), logs, seed,
-                                    teacher.result().checkpoint if teacher is not None else None, env=env)
-        elif stage.epochs:
-            ckpt, trained = run_stage(params, stage, sources.for_stage(source, params, stage), logs, seed, from_ckpt,
-                                      bare_step_s if first else 0.0, env=env)
-        else:
-            assert from_ckpt is not None
-            ckpt = from_ckpt
-        seconds = time.time() - started
-        out = evaluate_once(evaluator, params, stage, ckpt, source, logs / f"eval-{eval_key}.json", f"seed {seed}")
-        return Trained(ckpt, logs, trained, seconds, out)
-
-    try:
-        for stage in params.stages:
-            init = params.init_of(stage)
-            teacher = teacher_of(params, stage)
-            for i, seed in enumerate(params.seeds_of(stage)):
-                futures[(stage.name, seed)] = pool.submit(one, stage, seed, i == 0,
-                                                          futures[(init.name, seed)] if init else None,
-                                                          futures[(teacher.name, seed)] if teacher else None)
-        return {key: f.result() for key, f in futures.items()}
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    return trainer_jobs()[1]
