@@ -87,9 +87,20 @@ def cmd_run(args, layout: Layout) -> int:
                 hint = " (`--scale ci` runs each suite at its CI scale)" if args.suite == "all" else ""
                 raise InputError(exc.path, exc.field, exc.problem + hint) from None
     status, folders, skipped, failures = 0, set(), [], []
-    for name in names:
-        outcome = execute(layout, name, scale=scales[name], dry_run=args.dry_run, claims=args.claim,
-                          out=out, control=args.negative_control)
+    kwargs = dict(dry_run=args.dry_run, claims=args.claim, out=out, control=args.negative_control)
+    if args.suite == "all" and not args.dry_run and not args.negative_control:  # training suites at once
+        from cliprepro.batch import run_suites
+
+        outcomes = run_suites(layout, names, scales, **kwargs)
+    else:
+        outcomes = (execute(layout, name, scale=scales[name], **kwargs) for name in names)
+    for outcome in outcomes:
+        if isinstance(outcome, str):  # the training suites' runtime, judged together (cliprepro.batch)
+            if outcome:
+                print(f"\nerror: {outcome}")
+                status, failures = 1, failures + [f"runtime: {outcome}"]
+            continue
+        name = outcome.record.suite
         if args.dry_run:
             print(outcome.plan_text)
             continue

@@ -213,11 +213,12 @@ def execute(layout: Layout, name: str, *, scale: str = "auto", dry_run: bool = F
             claims: list[str] | None = None, out: Path | None = None, control: str | None = None,
             record_type: str = "run", calibration: tuple[int, int] | None = None,
             build: Path | None = None, stored_params: dict | None = None,
-            runner_kwargs: dict | None = None) -> Outcome:
+            runner_kwargs: dict | None = None, alongside: tuple[str, ...] = ()) -> Outcome:
     """One suite at one scale: measure, judge, write the record. `calibration` = (seed_base, run
     index) for a calibration run; `build` replaces build/ as the runner's cache (a fresh one for
     calibration, cliprepro.calibration); `runner_kwargs` go to the runner's run (a launched
-    training's checkpoints, cliprepro.launching)."""
+    training's checkpoints, cliprepro.launching); `alongside`: the suites run at the same time
+    on the shared trainers (cliprepro.batch), which judges their runtime together."""
     from cliprepro.userconfig import load as load_config
 
     suite, expected = layout.load(name)
@@ -247,6 +248,8 @@ def execute(layout: Layout, name: str, *, scale: str = "auto", dry_run: bool = F
     if calibration is not None:  # what makes it re-makeable, checked by validate (cliprepro.calibration)
         before["calibration"] = {"seed_base": calibration[0], "run_index": calibration[1],
                                  "fresh_cache": build is not None and build != layout.build}
+    if alongside:  # sharing the trainers: its wall time is the group's, judged as one (cliprepro.batch)
+        before["ran_alongside"] = [n for n in alongside if n != name]
     started = time.time()
     if missing:
         message = (f"the {scale} scale needs CUDA ({plan.hardware}); none is visible here. "
@@ -269,7 +272,7 @@ def execute(layout: Layout, name: str, *, scale: str = "auto", dry_run: bool = F
         else:
             wall_s = time.time() - started
             message, timings = "", {"wall_s": round(wall_s, 3)}
-            if not control:  # a control's params differ: its runtime is not the scale's
+            if not control and not alongside:  # a control's params differ: its runtime is not the scale's
                 message, timings = judge_runtime(wall_s, plan.runtime_s, f"scales.{scale}",
                                                  None if plan.requires else machine_pace_ms)
             status = "error" if message else "completed"

@@ -92,6 +92,28 @@ class TestShards:
         second = ensure(SPEC, tmp_path / "b") / "train" / "shard-00000.tar"
         assert first.read_bytes() == second.read_bytes()
 
+    def test_suites_asking_at_once_build_it_once(self, tmp_path, monkeypatch):
+        import threading
+        import time
+
+        from runners.training import proxydata
+
+        builds = []
+
+        def fake_build(spec, out):
+            builds.append(out)
+            time.sleep(0.1)
+            (out / "spec.json").write_text("{}")
+
+        monkeypatch.setattr(proxydata, "_build", fake_build)
+        got = []
+        threads = [threading.Thread(target=lambda: got.append(ensure(SPEC, tmp_path))) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(builds) == 1 and len(set(got)) == 1 and (got[0] / "spec.json").exists()
+
     def test_fingerprint_follows_parameters(self):
         assert SPEC.fingerprint() != DataSpec(seed=3, image_px=48).fingerprint()
 

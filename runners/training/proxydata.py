@@ -15,6 +15,7 @@ import io
 import json
 import shutil
 import tempfile
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -163,11 +164,20 @@ def _build(spec: DataSpec, out: Path) -> None:
     (out / "spec.json").write_text(json.dumps({"version": GENERATOR_VERSION, **asdict(spec)}, indent=1))
 
 
+_BUILDING = threading.Lock()  # suites run at once (cliprepro.batch) ask for the same data: one builds it
+
+
 def ensure(spec: DataSpec, cache: Path) -> Path:
-    """The data folder for `spec`, built once (atomically: a temp folder renamed into place)."""
+    """The data folder for `spec`, built once (atomically: a temp folder renamed into place; one
+    build at a time in a process, so suites started together do not each build the same data)."""
     out = cache / f"proxy-{spec.fingerprint()}"
-    if (out / "spec.json").exists():
-        return out
+    with _BUILDING:
+        if not (out / "spec.json").exists():
+            _build_into(spec, cache, out)
+    return out
+
+
+def _build_into(spec: DataSpec, cache: Path, out: Path) -> None:
     cache.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=cache, prefix=".building-"))
     try:
@@ -178,4 +188,3 @@ def ensure(spec: DataSpec, cache: Path) -> Path:
             raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return out
