@@ -90,3 +90,14 @@ class TestRunSuites:
         monkeypatch.setattr(batch, "cuda_available", lambda: False)
         with pytest.raises(ValueError, match="bad clipa_l16"):
             list(batch.run_suites(layout, self.NAMES, {n: "proxy" for n in self.NAMES}))
+
+
+class TestRunAll:
+    @pytest.mark.parametrize("why,status", [("", 0), ("ran 999 s, over 1.5x the declared runtime_s 3000", 1)])
+    def test_the_groups_runtime_decides_the_exit_status(self, monkeypatch, capsys, why, status):
+        from cliprepro import cli
+
+        monkeypatch.setattr(batch, "run_suites", lambda layout, names, scales, **kwargs: iter([why]))
+        assert cli.main(["--root", str(ROOT), "run", "all", "--scale", "ci"]) == status
+        out = capsys.readouterr().out
+        assert (f"error: {why}" in out and "runtime: ran 999 s" in out) if why else "error" not in out
