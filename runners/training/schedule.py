@@ -1,12 +1,12 @@
 """Every (stage, seed) of a run on one process-wide pool of trainers, each job started when what it
 starts from is trained.
 
-The pool is shared by every run in the process, so suites run at once (cliprepro.cli: `run all`)
+The pool is shared by every run in the process, so suites run at once (cliprepro.batch: `run all`)
 keep all cores busy: a lone chain of one suite (pretrain -> finetune of one seed) trains beside
 another suite's stages instead of leaving a core idle. A job is handed to the pool only once its
-init stage and MIM teacher are trained, so a worker never sits waiting for another job. Two runs
-asking for the same stage (same cache folder) while it trains share that one training, and
-evaluations likewise.
+init stage and MIM teacher are trained, so a worker never sits waiting for another job, and it goes
+ahead of jobs that start new work (Pool). Two runs asking for the same stage (same cache folder)
+while it trains share that one training, and evaluations likewise.
 """
 from __future__ import annotations
 
