@@ -34,8 +34,8 @@ from runners.model.models import model_config, with_overrides
 from runners.model.models import uses_syntax_mask as model_uses_syntax
 from runners.training import ablation, fingerprint, linprobe, paper, probe, soups, targets
 from runners.training.recipe import describe
-from runners.training.schedule import train_all, trainer_jobs
-from runners.training.stage import PROBE, STAGE_DIR, STEP_LOG, evaluate_once, teacher_of
+from runners.training.schedule import train_all
+from runners.training.stage import PROBE, STAGE_DIR, STEP_LOG, evaluate_once, teacher_of, trainer_jobs
 from runners.upstream import steplog
 
 __all__ = ["Params", "plan", "run"]

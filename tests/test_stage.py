@@ -48,7 +48,7 @@ class TestTrainAll:
             if stage.name == "ft":
                 assert init == tmp_path / f"pre-{seed}.pt", "a stage starts from its init stage's checkpoint"
                 assert bare_step_s == (0.5 if seed == 0 else 0.0)
-                assert env == {"OMP_NUM_THREADS": str(sch.trainer_jobs()[1])}
+                assert env == {"OMP_NUM_THREADS": str(st.trainer_jobs()[1])}
             time.sleep(0.05)
             with lock:
                 running[0] -= 1
@@ -125,13 +125,13 @@ class TestTrainAll:
     def test_jobs_and_threads(self, monkeypatch, cores, gpu, env, want):
         import torch
 
-        monkeypatch.setattr(sch.os, "cpu_count", lambda: cores)
+        monkeypatch.setattr(st.os, "cpu_count", lambda: cores)
         monkeypatch.setattr(torch.cuda, "is_available", lambda: gpu)
         if env is None:
             monkeypatch.delenv("CLIPREPRO_TRAIN_JOBS", raising=False)
         else:
             monkeypatch.setenv("CLIPREPRO_TRAIN_JOBS", env)
-        assert sch.trainer_jobs() == want
+        assert st.trainer_jobs() == want
 
 
 class TestSharedPool:

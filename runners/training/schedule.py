@@ -11,7 +11,6 @@ while it trains share that one training, and evaluations likewise.
 from __future__ import annotations
 
 import itertools
-import os
 import queue
 import threading
 import time
@@ -25,7 +24,7 @@ from cliprepro import progress
 from runners.schema.train_params import Stage, TrainParams as Params
 from runners.training import sources
 from runners.training.sources import Source
-from runners.training.stage import evaluate_once, run_stage, stage_key, teacher_of
+from runners.training.stage import evaluate_once, run_stage, stage_key, teacher_of, trainer_jobs
 
 
 @dataclass(frozen=True)
@@ -35,18 +34,6 @@ class Trained:
     trained: bool | None  # False: reused from the cache (or another run's training); None: epochs 0
     seconds: float
     scores: dict  # the evaluator's JSON output
-
-
-def trainer_jobs() -> tuple[int, int]:
-    """(processes at once, threads each): on a small CPU two one-thread trainers train ~1.5x more
-    samples per second than one two-thread trainer (docs/design.md); with a GPU (the trainer uses
-    it when one is visible) one at a time, each with the GPU to itself. $CLIPREPRO_TRAIN_JOBS overrides."""
-    import torch
-
-    cores = os.cpu_count() or 1
-    alone = torch.cuda.is_available() or cores < 2
-    jobs = int(os.environ.get("CLIPREPRO_TRAIN_JOBS", "1" if alone else "2"))
-    return max(1, jobs), max(1, cores // max(1, jobs))
 
 
 def train_all(params: Params, source: Source, cache: Path, bare_step_s: float,
