@@ -148,9 +148,7 @@ def after(deps: list[Future], work: Callable[[], object], jobs: int) -> Future:
             if failed is not None:
                 out.set_exception(failed)
                 return
-        job = pool(jobs).submit(work, priority=0 if deps else 1)
-        job.add_done_callback(lambda j: out.set_exception(j.exception()) if j.exception() is not None
-                              else out.set_result(j.result()))
+        _forward(pool(jobs).submit(work, priority=0 if deps else 1), out)
 
     def one_done(_: Future) -> None:
         with lock:
@@ -176,12 +174,17 @@ def once(key: str, make: Callable[[], Future]) -> Future:
         if running is not None:
             shared: Future = Future()
             shared.shared = True  # type: ignore[attr-defined]
-            running.add_done_callback(lambda f: shared.set_exception(f.exception()) if f.exception() is not None
-                                      else shared.set_result(f.result()))
+            _forward(running, shared)
             return shared
         future = _IN_FLIGHT[key] = make()
     future.add_done_callback(lambda f: _forget(key, f))
     return future
+
+
+def _forward(source: Future, to: Future) -> None:
+    """When `source` ends, `to` ends the same way: its result or its error."""
+    source.add_done_callback(lambda f: to.set_exception(f.exception()) if f.exception() is not None
+                             else to.set_result(f.result()))
 
 
 def _forget(key: str, future: Future) -> None:
