@@ -36,6 +36,7 @@ class Measured:
     eval_se: float | None = None
     samples: tuple[float, ...] = field(default=())
     data_wait_fraction: float | None = None  # a speed measured on a training loop: time waiting for data
+    timing_disturbed: str | None = None  # a timed speed whose every sweep was disturbed: how
 
 
 def eval_se_of(m: Measured) -> float:
@@ -142,6 +143,9 @@ class Claim(Strict):
             return "inconclusive", (f"measured while the step waited for data {m.data_wait_fraction:.0%} of "
                                     f"the time (> {MAX_DATA_WAIT_FRACTION:.0%}): a data-bound speed says "
                                     "nothing about the step")
+        if m.timing_disturbed:
+            return "inconclusive", (f"timing disturbed: {m.timing_disturbed}; something else took the device "
+                                    "while it was timed")
         if not self.uses_interval:
             return self._decide_value(m.value)
         if not _finite(m.lo, m.hi):

@@ -47,8 +47,10 @@ def pool_metrics(metrics: dict[str, Metric]) -> Pooled:
         samples = [s for m in ms for s in m.samples]
         med, lo, hi, conf = median_interval(samples)
         waits = [m.data_wait_fraction for m in ms if m.data_wait_fraction is not None]
+        disturbed = [m.timing_disturbed for m in ms if m.timing_disturbed]  # its rounds are in the pool
         return Pooled(Metric(value=med, lo=lo, hi=hi, n=len(samples), confidence=round(conf, 4), unit=ms[0].unit,
-                             samples=samples, over="rounds", data_wait_fraction=max(waits) if waits else None),
+                             samples=samples, over="rounds", data_wait_fraction=max(waits) if waits else None,
+                             timing_disturbed="; ".join(disturbed) or None),
                       len(ms))
     if kind == "seeds" and all(len(m.samples) == m.n for m in ms):
         samples = [s for m in ms for s in m.samples]

@@ -41,10 +41,12 @@ class Metric(_Strict):
     over: Over | None = None  # what n counts; over seeds, lo / hi cover evaluation sampling only
     eval_se: float | None = None  # over seeds: evaluation-sampling s.e. of the mean
     data_wait_fraction: float | None = None  # a speed from a training loop: share of its time waiting for data
+    # a timed speed whose every sweep was disturbed (runners/timing/timing.py): how, else None
+    timing_disturbed: str | None = None
 
     def measured(self) -> Measured:
         return Measured(self.value, self.lo, self.hi, self.n, self.over, self.eval_se, tuple(self.samples),
-                        self.data_wait_fraction)
+                        self.data_wait_fraction, self.timing_disturbed)
 
 
 class ClaimResult(_Strict):

@@ -23,7 +23,8 @@ from runners.schema import metric_names as names
 from runners.timing.estimate import ArmRate, dollars, gpu_hours, schedule_days
 from runners.timing.peaks import TARGETS, datasheet_peak, measured_matmul_peak
 from cliprepro import progress
-from runners.timing.timing import Step, interleaved_rounds
+from runners.timing.timing import (DISTURBED_X, MAX_DISTURBED_BLOCKS, Step, interleaved_rounds,
+                                    undisturbed_sweep)
 from runners.timing.trainstep import (arm_config, build_arm, make_step, peak_memory_mb, planned_tokens,
                                sdpa_kernels_seen)
 
@@ -102,6 +103,7 @@ def run(params: Params, scale: str, build_dir: Path | None = None) -> Output:
     for check in params.token_checks:
         out.metrics[names.tokens(check.name)] = exact(token_check(check.model, check.image_size), "tokens")
     for mode in params.modes:
+        measured_before = set(out.metrics)
         steps: dict[str, Step] = {}
         cfgs, probes, kernels, flops, memory = {}, {}, {}, {}, {}
         for arm in params.arms:
@@ -113,10 +115,19 @@ def run(params: Params, scale: str, build_dir: Path | None = None) -> Output:
             kernels[arm.name] = sdpa_kernels_seen(steps[arm.name])
             memory[arm.name] = peak_memory_mb(params, arm, mode, device, steps[arm.name])
             flops[arm.name] = _fwd_flops(cfg, arm, mode)
-        with progress.unit(f"{mode}: {len(params.arms)} arms x {params.rounds} rounds", len(params.arms) * params.rounds,
-                           "block") as bar:
-            secs = interleaved_rounds(steps, rounds=params.rounds, min_block_s=params.min_block_s,
-                                      warmup_steps=params.warmup_steps, device=device, after_block=bar.update)
+
+        def sweep(attempt: int) -> dict[str, list[float]]:
+            again = f" (sweep {attempt}: the last one was disturbed)" if attempt > 1 else ""
+            with progress.unit(f"{mode}: {len(params.arms)} arms x {params.rounds} rounds{again}",
+                               len(params.arms) * params.rounds, "block") as bar:
+                return interleaved_rounds(steps, rounds=params.rounds, min_block_s=params.min_block_s,
+                                          warmup_steps=params.warmup_steps, device=device, after_block=bar.update)
+
+        secs, disturbed = undisturbed_sweep(sweep)
+        out.inputs.setdefault("disturbed_blocks_per_sweep", {})[mode] = disturbed
+        untrusted = (f"{min(disturbed)} of {len(params.arms) * params.rounds} timed blocks > {DISTURBED_X}x "
+                     f"their arm's median in the least disturbed of {len(disturbed)} sweeps"
+                     if min(disturbed) > MAX_DISTURBED_BLOCKS else None)
         for arm in params.arms:
             batch = arm.batch_size or params.batch_size
             planned = planned_tokens(cfgs[arm.name], arm)
@@ -148,6 +159,9 @@ def run(params: Params, scale: str, build_dir: Path | None = None) -> Output:
         if mode == "step":
             _schedules(out, params, flops, {a.name: out.metrics[names.speed("img_per_s", "step", a.name)] for a in params.arms},
                        matmul, sheet, name)
+        for key in set(out.metrics) - measured_before:  # every speed of this mode, and what it models
+            if untrusted:
+                out.metrics[key] = out.metrics[key].model_copy(update={"timing_disturbed": untrusted})
     return out
 
 

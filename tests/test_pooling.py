@@ -38,6 +38,12 @@ class TestPoolMetrics:
         assert got.records == 2 and got.metric.n == 7 and got.metric.over == "rounds"
         assert got.metric.value == 2.0  # median of the 7 rounds, not the median of two medians (1.65)
 
+    def test_a_disturbed_timing_in_the_pool_marks_the_pool(self):
+        disturbed = rounds(1.0, 1.1, 1.2).model_copy(update={"timing_disturbed": "3 of 27 timed blocks"})
+        got = pool_metrics({"a": disturbed, "b": rounds(2.0, 2.1, 2.2)})
+        assert got.metric.timing_disturbed == "3 of 27 timed blocks"
+        assert pool_metrics({"a": rounds(1.0), "b": rounds(2.0)}).metric.timing_disturbed is None
+
     def test_seeds_concatenate_mean_and_se_of_the_mean(self):
         got = pool_metrics({"a": seeds(1.0, 3.0, se=0.4), "b": seeds(5.0, se=0.3)})
         assert got.metric.n == 3 and got.metric.value == pytest.approx(3.0)

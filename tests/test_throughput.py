@@ -8,7 +8,8 @@ from cliprepro.runflow import judge_all
 from runners import declared_metrics, throughput
 from runners.model.models import TokenProbe, build, model_config, with_overrides
 from runners.schema.params import Arm, ThroughputParams
-from runners.timing.timing import interleaved_rounds, rotated
+from runners.timing import timing
+from runners.timing.timing import disturbed_blocks, interleaved_rounds, rotated, undisturbed_sweep
 from tests.conftest import gate_entry
 
 
@@ -56,6 +57,93 @@ class TestRounds:
         timed = calls[6:]  # 3 warm-up calls, 3 sizing calls, then one step per block
         assert timed == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
 
+
+STEADY = [1.00, 1.02, 0.99, 1.01, 1.00, 0.98, 1.03, 1.00, 1.01]
+
+
+def _sweep(base: list[float], arm: list[float]) -> dict[str, list[float]]:
+    return {"base": list(base), "arm": list(arm)}
+
+
+def _slow(blocks: list[float], rounds: tuple[int, ...], x: float = 1.5) -> list[float]:
+    return [s * x if r in rounds else s for r, s in enumerate(blocks)]
+
+
+class TestDisturbedBlocks:
+    """A block far off its arm's median in the same sweep was disturbed; a slowdown that hits every
+    block alike is not (the per-round ratios cancel it)."""
+
+    @pytest.mark.parametrize("secs,count", [
+        (_sweep(STEADY, STEADY), 0),
+        (_sweep([s * 1.5 for s in STEADY], [s * 1.5 for s in STEADY]), 0),  # the whole sweep slower
+        (_sweep(_slow(STEADY, (3,)), STEADY), 1),
+        (_sweep(_slow(STEADY, (3,)), _slow(STEADY, (5,))), 2),
+        (_sweep(_slow(STEADY, (1, 2, 7)), STEADY), 3),
+        (_sweep(_slow(STEADY, (0, 1, 2, 4, 7)), STEADY), 4),  # most blocks slowed: the others stand out
+        (_sweep([s / 1.5 if r == 3 else s for r, s in enumerate(STEADY)], STEADY), 1),
+        (_sweep(_slow(STEADY, (1, 2, 7), x=1.15), STEADY), 0),  # within the bound
+        ({"only": [1.0]}, 0),  # one block (a bare-step sweep): nothing to compare it with
+    ])
+    def test_table(self, secs, count):
+        assert disturbed_blocks(secs) == count
+
+    def test_the_declared_bounds(self):
+        assert (timing.DISTURBED_X, timing.MAX_DISTURBED_BLOCKS, timing.SWEEP_ATTEMPTS) == (1.2, 1, 3)  # docs say so
+
+
+class TestUndisturbedSweep:
+    CLEAN = _sweep(STEADY, STEADY)
+    DISTURBED = _sweep(_slow(STEADY, (1, 4, 6)), STEADY)
+    WORSE = _sweep(_slow(STEADY, (1, 2, 4, 6)), STEADY)
+
+    @pytest.mark.parametrize("sweeps,kept,counts", [
+        ([CLEAN], CLEAN, [0]),
+        ([DISTURBED, CLEAN], CLEAN, [3, 0]),
+        ([DISTURBED, DISTURBED, CLEAN], CLEAN, [3, 3, 0]),
+        ([WORSE, DISTURBED, WORSE], DISTURBED, [4, 3, 4]),  # never clean: the least disturbed is kept
+        ([DISTURBED, WORSE, WORSE, CLEAN], DISTURBED, [3, 4, 4]),  # at most 3 sweeps
+    ])
+    def test_measures_again_while_disturbed(self, sweeps, kept, counts):
+        attempts: list[int] = []
+
+        def measure(attempt: int) -> dict[str, list[float]]:
+            attempts.append(attempt)
+            return sweeps[attempt - 1]
+
+        got, disturbed = undisturbed_sweep(measure)
+        assert (got, disturbed) == (kept, counts)
+        assert attempts == list(range(1, len(counts) + 1))
+
+
+class TestDisturbedRun:
+    """eva_clip_speed's negative control (identical arms) came out inconclusive when other work took
+    the CPU during its rounds: the runner measures such a sweep again, and a speed whose every sweep
+    was disturbed is inconclusive saying so, never judged on its interval."""
+
+    def _run(self, monkeypatch, sweeps):
+        calls = iter(sweeps)
+        monkeypatch.setattr(throughput, "interleaved_rounds", lambda steps, **kw: dict(zip(steps, next(calls))))
+        monkeypatch.setattr(throughput, "peak_memory_mb", lambda *a: (None, "not measured in this test"))
+        return throughput.run(_tiny_params(rounds=9), "proxy")
+
+    def test_identical_arms_disturbed_once_then_clean_fail_the_gate(self, monkeypatch):
+        base_hit = _slow(STEADY, (1, 4, 6), x=1.6)  # the baseline's blocks slowed: ratios up to 1.6
+        out = self._run(monkeypatch, [(base_hit, STEADY), (STEADY, STEADY)])
+        assert out.inputs["disturbed_blocks_per_sweep"] == {"step": [3, 0]}
+        m = out.metrics["speedup_step_mask75"]
+        assert m.timing_disturbed is None and m.hi < 1.1
+        [result] = judge_all([gate_entry(metric="speedup_step_mask75", value=1.37, kept_fraction=0.46)],
+                             out.metrics, out.beside, out.errors)
+        assert result.verdict == "not_reproduced", result.reason
+
+    def test_every_sweep_disturbed_is_inconclusive_with_the_reason(self, monkeypatch):
+        base_hit = _slow(STEADY, (1, 4, 6), x=1.6)
+        out = self._run(monkeypatch, [(base_hit, STEADY)] * 3)
+        assert out.inputs["disturbed_blocks_per_sweep"] == {"step": [3, 3, 3]}
+        assert all(m.timing_disturbed for m in out.metrics.values())
+        [result] = judge_all([gate_entry(metric="speedup_step_mask75", value=1.37, kept_fraction=0.46)],
+                             out.metrics, out.beside, out.errors)
+        assert result.verdict == "inconclusive" and "timing disturbed: 3 of 18 timed blocks" in result.reason
 
 def _tiny_params(**kw) -> ThroughputParams:
     # model_construct: below the suite minimums (9 rounds, 1 s blocks) to keep the test fast

@@ -182,6 +182,21 @@ class TestDataBoundSpeed:
         assert MAX_DATA_WAIT_FRACTION == 0.10  # docs/verdicts.md states it
 
 
+class TestDisturbedTiming:
+    """A timed speed whose every sweep was disturbed (runners/timing/timing.py) is inconclusive,
+    whatever its interval says."""
+
+    @pytest.mark.parametrize("kind", ["at_least", "calibrated_effect"])
+    @pytest.mark.parametrize("disturbed,verdict", [(None, "reproduced"), ("", "reproduced"),
+                                                   ("3 of 27 timed blocks", "inconclusive")])
+    def test_table(self, kind, disturbed, verdict):
+        from dataclasses import replace
+
+        got, reason = judge(make_entry(kind), replace(iv(3.0, 3.0), timing_disturbed=disturbed))
+        assert got == verdict, reason
+        if verdict == "inconclusive":
+            assert reason.startswith("timing disturbed: 3 of 27 timed blocks")
+
 class TestJudgeAtMost:
     @pytest.mark.parametrize(
         ("lo", "hi", "verdict", "reason_part"),
