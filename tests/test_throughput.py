@@ -1,6 +1,8 @@
 """Throughput runner: token plan vs what reaches the first block, rotation, a real (tiny) sweep."""
 from __future__ import annotations
 
+import time
+
 import pytest
 import torch
 
@@ -9,7 +11,7 @@ from runners import declared_metrics, throughput
 from runners.model.models import TokenProbe, build, model_config, with_overrides
 from runners.schema.params import Arm, ThroughputParams
 from runners.timing import timing
-from runners.timing.timing import disturbed_blocks, interleaved_rounds, rotated, undisturbed_sweep
+from runners.timing.timing import disturbed_rounds, interleaved_rounds, off_median, rotated, undisturbed_sweep
 from tests.conftest import gate_entry
 
 
@@ -61,40 +63,39 @@ class TestRounds:
 STEADY = [1.00, 1.02, 0.99, 1.01, 1.00, 0.98, 1.03, 1.00, 1.01]
 
 
-def _sweep(base: list[float], arm: list[float]) -> dict[str, list[float]]:
-    return {"base": list(base), "arm": list(arm)}
-
-
 def _slow(blocks: list[float], rounds: tuple[int, ...], x: float = 1.5) -> list[float]:
     return [s * x if r in rounds else s for r, s in enumerate(blocks)]
 
 
-class TestDisturbedBlocks:
-    """A block far off its arm's median in the same sweep was disturbed; a slowdown that hits every
-    block alike is not (the per-round ratios cancel it)."""
+class TestOffMedian:
+    """A round far off the sweep's median, either way, was disturbed."""
 
-    @pytest.mark.parametrize("secs,count", [
-        (_sweep(STEADY, STEADY), 0),
-        (_sweep([s * 1.5 for s in STEADY], [s * 1.5 for s in STEADY]), 0),  # the whole sweep slower
-        (_sweep(_slow(STEADY, (3,)), STEADY), 1),
-        (_sweep(_slow(STEADY, (3,)), _slow(STEADY, (5,))), 2),
-        (_sweep(_slow(STEADY, (1, 2, 7)), STEADY), 3),
-        (_sweep(_slow(STEADY, (0, 1, 2, 4, 7)), STEADY), 4),  # most blocks slowed: the others stand out
-        (_sweep([s / 1.5 if r == 3 else s for r, s in enumerate(STEADY)], STEADY), 1),
-        (_sweep(_slow(STEADY, (1, 2, 7), x=1.15), STEADY), 0),  # within the bound
-        ({"only": [1.0]}, 0),  # one block (a bare-step sweep): nothing to compare it with
+    @pytest.mark.parametrize("samples,count", [
+        (STEADY, 0),
+        ([s * 1.5 for s in STEADY], 0),  # the whole sweep slower: no round stands out
+        (_slow(STEADY, (3,)), 1),
+        (_slow(STEADY, (1, 2, 7)), 3),
+        (_slow(STEADY, (1, 2, 7), x=1.15), 0),  # within the bound
+        (_slow(STEADY, (0, 1, 2, 4, 7)), 4),  # most rounds slowed: the others stand out
+        ([s / 1.5 if r == 3 else s for r, s in enumerate(STEADY)], 1),
     ])
-    def test_table(self, secs, count):
-        assert disturbed_blocks(secs) == count
+    def test_table(self, samples, count):
+        assert off_median(samples) == count
+
+    @pytest.mark.parametrize("series,count", [({"a": STEADY, "b": _slow(STEADY, (3, 5))}, 2),
+                                              ({"a": _slow(STEADY, (1,)), "b": _slow(STEADY, (3,))}, 1),
+                                              ({"bare": [1.0]}, 0), ({}, 0)])
+    def test_the_most_disturbed_series_counts(self, series, count):
+        assert disturbed_rounds(series) == count
 
     def test_the_declared_bounds(self):
-        assert (timing.DISTURBED_X, timing.MAX_DISTURBED_BLOCKS, timing.SWEEP_ATTEMPTS) == (1.2, 1, 3)  # docs say so
+        assert (timing.DISTURBED_X, timing.MAX_DISTURBED_ROUNDS, timing.SWEEP_ATTEMPTS) == (1.2, 1, 3)  # docs say so
 
 
 class TestUndisturbedSweep:
-    CLEAN = _sweep(STEADY, STEADY)
-    DISTURBED = _sweep(_slow(STEADY, (1, 4, 6)), STEADY)
-    WORSE = _sweep(_slow(STEADY, (1, 2, 4, 6)), STEADY)
+    CLEAN = {"r": STEADY}
+    DISTURBED = {"r": _slow(STEADY, (1, 4, 6))}
+    WORSE = {"r": _slow(STEADY, (1, 2, 4, 6))}
 
     @pytest.mark.parametrize("sweeps,kept,counts", [
         ([CLEAN], CLEAN, [0]),
@@ -110,40 +111,53 @@ class TestUndisturbedSweep:
             attempts.append(attempt)
             return sweeps[attempt - 1]
 
-        got, disturbed = undisturbed_sweep(measure)
+        got, disturbed = undisturbed_sweep(measure, lambda secs: secs)
         assert (got, disturbed) == (kept, counts)
         assert attempts == list(range(1, len(counts) + 1))
 
 
 class TestDisturbedRun:
     """eva_clip_speed's negative control (identical arms) came out inconclusive when other work took
-    the CPU during its rounds: the runner measures such a sweep again, and a speed whose every sweep
-    was disturbed is inconclusive saying so, never judged on its interval."""
+    the CPU during its rounds: the runner measures such a sweep again, judging the per-round ratios,
+    and a speed whose every sweep was disturbed is inconclusive saying so, never judged on its
+    interval."""
+
+    GATE = dict(metric="speedup_step_mask75", value=1.37, kept_fraction=0.46)  # eva's flash gate: threshold 1.17
 
     def _run(self, monkeypatch, sweeps):
         calls = iter(sweeps)
-        monkeypatch.setattr(throughput, "interleaved_rounds", lambda steps, **kw: dict(zip(steps, next(calls))))
+
+        def sweep(steps, **kw):  # each takes 0.1 s
+            time.sleep(0.1)
+            return dict(zip(steps, next(calls)))
+        monkeypatch.setattr(throughput, "interleaved_rounds", sweep)
         monkeypatch.setattr(throughput, "peak_memory_mb", lambda *a: (None, "not measured in this test"))
         return throughput.run(_tiny_params(rounds=9), "proxy")
 
     def test_identical_arms_disturbed_once_then_clean_fail_the_gate(self, monkeypatch):
         base_hit = _slow(STEADY, (1, 4, 6), x=1.6)  # the baseline's blocks slowed: ratios up to 1.6
         out = self._run(monkeypatch, [(base_hit, STEADY), (STEADY, STEADY)])
-        assert out.inputs["disturbed_blocks_per_sweep"] == {"step": [3, 0]}
+        assert out.inputs["disturbed_rounds_per_sweep"] == {"step": [3, 0]}
+        assert 0.1 <= out.remeasured_s < 0.19  # the disturbed sweep: left out of the judged runtime
         m = out.metrics["speedup_step_mask75"]
         assert m.timing_disturbed is None and m.hi < 1.1
-        [result] = judge_all([gate_entry(metric="speedup_step_mask75", value=1.37, kept_fraction=0.46)],
-                             out.metrics, out.beside, out.errors)
+        [result] = judge_all([gate_entry(**self.GATE)], out.metrics, out.beside, out.errors)
         assert result.verdict == "not_reproduced", result.reason
+
+    def test_a_round_slowed_for_every_arm_is_no_disturbance(self, monkeypatch):
+        first_slow = _slow(STEADY, (0,), x=1.3)  # as the first round after warm-up sometimes is
+        out = self._run(monkeypatch, [(first_slow, first_slow)])
+        assert out.inputs["disturbed_rounds_per_sweep"] == {"step": [0]} and out.remeasured_s == 0
 
     def test_every_sweep_disturbed_is_inconclusive_with_the_reason(self, monkeypatch):
         base_hit = _slow(STEADY, (1, 4, 6), x=1.6)
         out = self._run(monkeypatch, [(base_hit, STEADY)] * 3)
-        assert out.inputs["disturbed_blocks_per_sweep"] == {"step": [3, 3, 3]}
+        assert out.inputs["disturbed_rounds_per_sweep"] == {"step": [3, 3, 3]}
+        assert 0.2 <= out.remeasured_s < 0.29  # all but the sweep kept
         assert all(m.timing_disturbed for m in out.metrics.values())
-        [result] = judge_all([gate_entry(metric="speedup_step_mask75", value=1.37, kept_fraction=0.46)],
-                             out.metrics, out.beside, out.errors)
-        assert result.verdict == "inconclusive" and "timing disturbed: 3 of 18 timed blocks" in result.reason
+        [result] = judge_all([gate_entry(**self.GATE)], out.metrics, out.beside, out.errors)
+        assert result.verdict == "inconclusive" and "timing disturbed: 3 of 9 rounds" in result.reason
+
 
 def _tiny_params(**kw) -> ThroughputParams:
     # model_construct: below the suite minimums (9 rounds, 1 s blocks) to keep the test fast

@@ -2,9 +2,9 @@
 
 Warm up every arm, size each arm's timed block so it runs >= min_block_s, then run interleaved
 rounds with the arm order rotated each round (so drift and neighbours hit every arm alike), and
-synchronize the device around every timed block. A sweep with blocks far off their arm's median
-(something else took the device for part of it) is measured again; a speed whose every sweep was
-disturbed is judged inconclusive with that reason (cliprepro/claims.py).
+synchronize the device around every timed block. A sweep whose per-round ratios stray far from
+their median (something else took the device for part of it) is measured again; a speed whose
+every sweep was disturbed is judged inconclusive with that reason (cliprepro/claims.py).
 """
 from __future__ import annotations
 
@@ -64,36 +64,46 @@ def interleaved_rounds(steps: dict[str, Step], *, rounds: int, min_block_s: floa
     return out
 
 
-# A timed block that differs from its arm's median block in the same sweep by more than this factor
-# (either way: when most blocks were slowed, the median is a slowed one) was disturbed: something
-# else took the device. Undisturbed CPU sweeps stay within ~1.1x (49 proxy records: one block
-# reached 1.29x); a sweep that made eva_clip_speed's negative control inconclusive had blocks
-# ~1.5x theirs. A uniform slowdown of the whole sweep is no disturbance: the ratios cancel it.
+# A round whose per-round ratio (an arm against its baseline: the samples a speedup is judged on)
+# is more than this factor off the sweep's median ratio, either way, was disturbed: something else
+# took the device during one of its blocks. A slowdown of every arm of a round alike (the first
+# round after warm-up sometimes runs ~1.3x slower) cancels in the ratio and is no disturbance.
+# Undisturbed proxy sweeps stay within ~1.1x. Of 42 proxy speed records, 2 had two or more rounds
+# beyond 1.2x (both clipa_speed, started right after the training suites); a sweep that made
+# eva_clip_speed's negative control inconclusive had ratios from 0.65 to 1.52 around 1.
 DISTURBED_X = 1.2
-# The order-statistic interval of 9 rounds leaves out each extreme round, so one disturbed block
+# The order-statistic interval of 9 rounds leaves out each extreme round, so one disturbed round
 # cannot move it; two can.
-MAX_DISTURBED_BLOCKS = 1
+MAX_DISTURBED_ROUNDS = 1
 SWEEP_ATTEMPTS = 3  # a disturbed sweep is measured again, at most this many sweeps in all
 
 
-def disturbed_blocks(secs: dict[str, list[float]], x: float = DISTURBED_X) -> int:
-    """Timed blocks more than a factor x off their arm's median block in the sweep."""
-    return sum(not statistics.median(arm) / x <= s <= x * statistics.median(arm)
-               for arm in secs.values() if len(arm) > 1 for s in arm)
+def off_median(samples: list[float], x: float = DISTURBED_X) -> int:
+    """Samples more than a factor x off their median, either way (when most were slowed, the median
+    is a slowed one and the others stand out)."""
+    med = statistics.median(samples)
+    return sum(not med / x <= v <= x * med for v in samples)
+
+
+def disturbed_rounds(series: dict[str, list[float]]) -> int:
+    """The most rounds off their median in any one per-round series of a sweep."""
+    return max((off_median(v) for v in series.values() if len(v) > 1), default=0)
 
 
 def undisturbed_sweep(measure: Callable[[int], dict[str, list[float]]],
+                      judged: Callable[[dict[str, list[float]]], dict[str, list[float]]],
                       attempts: int = SWEEP_ATTEMPTS) -> tuple[dict[str, list[float]], list[int]]:
-    """(the sweep kept, disturbed blocks of every sweep measured). `measure(attempt)` runs one sweep
-    (interleaved_rounds); a disturbed one is measured again, up to `attempts` sweeps in all. The
-    first undisturbed sweep is kept, else the least disturbed (still disturbed: a judge says
-    inconclusive). Which sweep is kept depends on no arm's speed, only on its blocks' spread."""
+    """(the sweep kept, disturbed rounds of every sweep measured). `measure(attempt)` runs one sweep
+    (interleaved_rounds); `judged(sweep)` gives the per-round series it is judged on (ratios). A
+    disturbed sweep is measured again, up to `attempts` sweeps in all. The first undisturbed sweep
+    is kept, else the least disturbed (still disturbed: a judge says inconclusive). Which sweep is
+    kept depends on the spread of its rounds, never on an arm's speed."""
     kept, counts = None, []
     for attempt in range(1, attempts + 1):
         secs = measure(attempt)
-        counts.append(disturbed_blocks(secs))
+        counts.append(disturbed_rounds(judged(secs)))
         if kept is None or counts[-1] < min(counts[:-1]):
             kept = secs
-        if counts[-1] <= MAX_DISTURBED_BLOCKS:
+        if counts[-1] <= MAX_DISTURBED_ROUNDS:
             break
     return kept, counts
