@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,7 @@ from runners.model.models import model_config, with_overrides
 from runners.model.models import uses_syntax_mask as model_uses_syntax
 from runners.training import ablation, fingerprint, linprobe, paper, probe, soups, targets
 from runners.training.recipe import describe
-from runners.training.schedule import train_all
+from runners.training.schedule import on_a_slot, train_all
 from runners.training.stage import PROBE, STAGE_DIR, STEP_LOG, evaluate_once, teacher_of, trainer_jobs
 from runners.upstream import steplog
 
@@ -163,8 +164,8 @@ def run(params: Params | PaperRecipe, scale: str, build_dir: Path = CACHE, *, tr
         def at_epoch(stage: Stage, seed: int, epoch: int) -> float:
             logs = trained[(stage.name, seed)].logs
             ckpt = logs / STAGE_DIR / "checkpoints" / f"epoch_{epoch}.pt"
-            got = evaluate_once(evaluate_to, params, stage, ckpt, source,
-                                logs / f"eval-{eval_key(params, source)}-epoch{epoch}.json", f"seed {seed} epoch {epoch}")
+            got = own_evaluation(evaluate_to, params, stage, ckpt, source,
+                                 logs / f"eval-{eval_key(params, source)}-epoch{epoch}.json", f"seed {seed} epoch {epoch}")
             return got["scores"]["acc1_mean"]
         metrics, points, skips = targets.measure(tt, params, trained, at_epoch, chance)
         out.metrics.update(metrics)
@@ -186,6 +187,13 @@ def run(params: Params | PaperRecipe, scale: str, build_dir: Path = CACHE, *, tr
     return out
 
 
+def own_evaluation(evaluator, params: Params, stage: Stage, ckpt: Path, source: Source, out: Path, what: str) -> dict:
+    """An evaluation the suite runs itself once its stages are trained (a soup, an epoch on the way
+    to a target, a linear probe): evaluate_once on a trainer slot, so that it never runs as a third
+    process beside two trainers."""
+    return on_a_slot(partial(evaluate_once, evaluator, params, stage, ckpt, source, out, what))
+
+
 def _probes(params: Params, source: Source, trained: dict) -> dict:
     """Linear-probe accuracy of each probed stage's image tower (cached beside it) and the paired
     gains (runners.training.linprobe)."""
@@ -194,8 +202,8 @@ def _probes(params: Params, source: Source, trained: dict) -> dict:
     for stage in probed:
         for seed in params.seeds_of(stage):
             t = trained[(stage.name, seed)]
-            got = evaluate_once(linprobe.probe_to, params, stage, t.checkpoint, source,
-                                t.logs / f"probe-{eval_key(params, source)}.json", f"linear probe seed {seed}")
+            got = own_evaluation(linprobe.probe_to, params, stage, t.checkpoint, source,
+                                 t.logs / f"probe-{eval_key(params, source)}.json", f"linear probe seed {seed}")
             correct[(stage.name, seed)] = predictions.unpack(got["correct"])
     metrics = {names.probe_accuracy(s.name): paired_gain([100 * correct[(s.name, seed)] for seed in params.seeds_of(s)], "%")
                for s in probed}
@@ -229,10 +237,9 @@ def _soup(params: Params, soup, source: Source, trained: dict, correct: dict, ac
     for seed in seeds:
         ckpt = soups.checkpoint(soup, {n: (trained[(n, seed)].checkpoint, trained[(n, seed)].logs.name)
                                        for n in soup.of}, cache)
-        cached = ckpt.parent / f"eval-{eval_key(params, source)}.json"
-        if not cached.exists():
-            evaluate_to(params, first, ckpt, source, cached)
-        scores = json.loads(cached.read_text())
+        as_soup = first.model_copy(update={"name": soup.name})  # its architecture, the soup's name in the progress
+        scores = own_evaluation(evaluate_to, params, as_soup, ckpt, source,
+                                ckpt.parent / f"eval-{eval_key(params, source)}.json", f"seed {seed}")
         correct[(soup.name, seed)] = predictions.unpack(scores["correct"])
         for key, value in scores["scores"].items():
             if key.startswith("acc1_"):

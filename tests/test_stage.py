@@ -211,6 +211,44 @@ class TestSharedPool:
         assert {got["chain"][("pre", 0)].trained, got["other"][("pre", 0)].trained} == {True, False}
 
 
+class TestOwnEvaluation:
+    """What a suite evaluates itself once its stages are trained (soups, epochs on the way to a
+    target, linear probes) runs on a trainer slot, never as a third process beside two trainers."""
+
+    def test_it_waits_for_a_free_slot_runs_on_it_and_goes_before_new_stages(self, monkeypatch):
+        monkeypatch.setenv("CLIPREPRO_TRAIN_JOBS", "1")
+        busy, release = threading.Event(), threading.Event()
+        sch.pool(1).submit(lambda: (busy.set(), release.wait(5)), priority=1)
+        assert busy.wait(5)
+        order: list[str] = []
+        new_stage = sch.pool(1).submit(lambda: order.append("new stage"), priority=1)
+        suite = threading.Thread(target=sch.on_a_slot, args=(lambda: order.append(threading.current_thread().name),))
+        suite.start()
+        time.sleep(0.2)
+        assert order == [], "the only slot is taken"
+        release.set()
+        suite.join(5)
+        new_stage.result(5)
+        assert order == ["trainer slot 0", "new stage"]
+
+    def test_its_error_reaches_the_suite(self, monkeypatch):
+        monkeypatch.setenv("CLIPREPRO_TRAIN_JOBS", "1")
+
+        def fails():
+            raise ValueError("no scores")
+
+        with pytest.raises(ValueError, match="no scores"):
+            sch.on_a_slot(fails)
+
+    def test_the_train_runner_evaluates_on_a_slot(self, monkeypatch, tmp_path):
+        from runners import train
+
+        monkeypatch.setenv("CLIPREPRO_TRAIN_JOBS", "2")
+        monkeypatch.setattr(train, "evaluate_once", lambda *args: {"thread": threading.current_thread().name})
+        got = train.own_evaluation(None, None, None, tmp_path / "ckpt.pt", None, tmp_path / "eval.json", "seed 0")
+        assert got["thread"].startswith("trainer slot")
+
+
 def _write_env_and_threads(path: str) -> int:
     import torch
 

@@ -18,13 +18,16 @@ from concurrent.futures import CancelledError, Future, wait
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
-from typing import Callable
+from typing import Callable, TypeVar
 
 from cliprepro import progress
 from runners.schema.train_params import Stage, TrainParams as Params
 from runners.training import sources
 from runners.training.sources import Source
 from runners.training.stage import evaluate_once, run_stage, stage_key, teacher_of, trainer_jobs
+
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,14 @@ def pool(jobs: int) -> Pool:
         if jobs not in _POOLS:
             _POOLS[jobs] = Pool(jobs)
         return _POOLS[jobs]
+
+
+def on_a_slot(work: Callable[[], T]) -> T:
+    """`work()` on a slot of the process's trainer pool, ahead of new stages, and its result: what
+    a suite runs itself once its stages are trained (a soup's, an epoch's or a linear probe's
+    evaluation) then never runs as a third process beside two trainers. Never from a pool job: it
+    would wait for a slot while holding one."""
+    return pool(trainer_jobs()[0]).submit(progress.carry(work), priority=0).result()
 
 
 def after(deps: list[Future], work: Callable[[], object], jobs: int) -> Future:
