@@ -5,6 +5,7 @@ records of one claim narrow its interval.
 How a pool is formed depends on what the metric's n counts (`Metric.over`):
   exact    deterministic counts: one value when every record agrees; a disagreement is no pool
   rounds   per-round samples of a timing are concatenated; median and order-statistic interval
+           (a timing disturbed in every sweep is left out when undisturbed ones exist)
   seeds    per-seed values are concatenated; mean, with the evaluation s.e. of that mean
   other    (one value, no samples) no pool beyond a single record
 """
@@ -44,10 +45,13 @@ def pool_metrics(metrics: dict[str, Metric]) -> Pooled:
             return Pooled(None, len(ms), f"exact counts disagree: {', '.join(f'{v:g}' for v in values)}")
         return Pooled(ms[-1], len(ms))
     if kind == "rounds" and all(m.samples for m in ms):
+        # a timing disturbed in every sweep joins no pool that has undisturbed ones; a pool of only
+        # disturbed ones keeps the mark (its verdict: inconclusive)
+        ms = [m for m in ms if not m.timing_disturbed] or ms
         samples = [s for m in ms for s in m.samples]
         med, lo, hi, conf = median_interval(samples)
         waits = [m.data_wait_fraction for m in ms if m.data_wait_fraction is not None]
-        disturbed = [m.timing_disturbed for m in ms if m.timing_disturbed]  # its rounds are in the pool
+        disturbed = [m.timing_disturbed for m in ms if m.timing_disturbed]
         return Pooled(Metric(value=med, lo=lo, hi=hi, n=len(samples), confidence=round(conf, 4), unit=ms[0].unit,
                              samples=samples, over="rounds", data_wait_fraction=max(waits) if waits else None,
                              timing_disturbed="; ".join(disturbed) or None),

@@ -38,11 +38,12 @@ class TestPoolMetrics:
         assert got.records == 2 and got.metric.n == 7 and got.metric.over == "rounds"
         assert got.metric.value == 2.0  # median of the 7 rounds, not the median of two medians (1.65)
 
-    def test_a_disturbed_timing_in_the_pool_marks_the_pool(self):
-        disturbed = rounds(1.0, 1.1, 1.2).model_copy(update={"timing_disturbed": "3 of 27 timed blocks"})
-        got = pool_metrics({"a": disturbed, "b": rounds(2.0, 2.1, 2.2)})
-        assert got.metric.timing_disturbed == "3 of 27 timed blocks"
-        assert pool_metrics({"a": rounds(1.0), "b": rounds(2.0)}).metric.timing_disturbed is None
+    def test_a_disturbed_timing_joins_no_pool_of_undisturbed_ones(self):
+        disturbed = rounds(1.0, 1.1, 1.2).model_copy(update={"timing_disturbed": "3 of 9 rounds"})
+        got = pool_metrics({"a": disturbed, "b": rounds(2.0, 2.1, 2.2), "c": rounds(2.3)})
+        assert (got.records, got.metric.n, got.metric.timing_disturbed) == (2, 4, None)
+        alone = pool_metrics({"a": disturbed, "b": disturbed.model_copy(update={"timing_disturbed": "2 of 9 rounds"})})
+        assert (alone.records, alone.metric.timing_disturbed) == (2, "3 of 9 rounds; 2 of 9 rounds")
 
     def test_seeds_concatenate_mean_and_se_of_the_mean(self):
         got = pool_metrics({"a": seeds(1.0, 3.0, se=0.4), "b": seeds(5.0, se=0.3)})
