@@ -178,6 +178,7 @@ def pool(rows: list[Row], expected: dict[str, ExpectedFile]) -> list[Pool]:
         if pooled.metric is not None:
             m = pooled.metric.measured()
             verdict, reason = judge(entry, m)
+            reason += f" ({pooled.why})" if pooled.why else ""
             value, n = m.value, m.n
             lo, hi = judged_interval(entry, m)
         elif not metrics:  # nothing measured: the newest record says why (skipped, error)

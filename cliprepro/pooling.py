@@ -23,7 +23,7 @@ from cliprepro.stats import median_interval
 class Pooled:
     metric: Metric | None  # None: the measurements cannot be pooled (see why)
     records: int
-    why: str = ""
+    why: str = ""  # why there is no pool (metric None), else what was left out of it
 
 
 def pool_metrics(metrics: dict[str, Metric]) -> Pooled:
@@ -47,7 +47,9 @@ def pool_metrics(metrics: dict[str, Metric]) -> Pooled:
     if kind == "rounds" and all(m.samples for m in ms):
         # a timing disturbed in every sweep joins no pool that has undisturbed ones; a pool of only
         # disturbed ones keeps the mark (its verdict: inconclusive)
-        ms = [m for m in ms if not m.timing_disturbed] or ms
+        clean = [m for m in ms if not m.timing_disturbed]
+        left_out = len(ms) - len(clean) if clean else 0
+        ms = clean or ms
         samples = [s for m in ms for s in m.samples]
         med, lo, hi, conf = median_interval(samples)
         waits = [m.data_wait_fraction for m in ms if m.data_wait_fraction is not None]
@@ -55,7 +57,7 @@ def pool_metrics(metrics: dict[str, Metric]) -> Pooled:
         return Pooled(Metric(value=med, lo=lo, hi=hi, n=len(samples), confidence=round(conf, 4), unit=ms[0].unit,
                              samples=samples, over="rounds", data_wait_fraction=max(waits) if waits else None,
                              timing_disturbed="; ".join(disturbed) or None),
-                      len(ms))
+                      len(ms), f"left out {left_out} record(s) whose timing was disturbed" if left_out else "")
     if kind == "seeds" and all(len(m.samples) == m.n for m in ms):
         samples = [s for m in ms for s in m.samples]
         n = len(samples)

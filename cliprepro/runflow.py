@@ -277,6 +277,9 @@ def execute(layout: Layout, name: str, *, scale: str = "auto", dry_run: bool = F
                                                  None if plan.requires else machine_pace_ms)
             if output.remeasured_s:  # disturbed sweeps measured again: not judged as the suite's time
                 timings.update(wall_s=round(wall_s, 3), remeasured_s=round(output.remeasured_s, 3))
+                if message:
+                    message += (f" (after leaving out {output.remeasured_s:.0f} s of timed sweeps measured again; "
+                                f"{wall_s:.0f} s in all)")
             status = "error" if message else "completed"
             results = judge_all(entries, output.metrics, output.beside, output.errors, output.skip, output.failed)
             results = explain_misses(runner, params, entries, results, build or layout.build)

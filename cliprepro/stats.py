@@ -10,19 +10,23 @@ def _binom_cdf(k: int, n: int) -> float:
     return sum(math.comb(n, i) for i in range(k + 1)) / 2**n
 
 
-def median_interval(xs: list[float], confidence: float = 0.95) -> tuple[float, float, float, float]:
-    """Median of xs and the order-statistic interval [x_(k), x_(n-k+1)] around it.
+def interval_rank(n: int, confidence: float = 0.95) -> int:
+    """k of the order-statistic interval [x_(k), x_(n-k+1)] of n values: the largest rank whose
+    interval still covers the median with at least `confidence` (1, i.e. [min, max], when n is too
+    small for that: n < 6 at 95%)."""
+    k = 1
+    while k + 1 <= n // 2 and 1 - 2 * _binom_cdf(k, n) >= confidence:
+        k += 1  # rank k+1 still covers: P(B <= k) is the tail below x_(k+1)
+    return k
 
-    k is the largest rank whose interval still covers the median with at least `confidence`;
-    with too few values for that (n < 6 at 95%) the interval is [min, max]. Returns
-    (median, lo, hi, achieved_confidence).
-    """
+
+def median_interval(xs: list[float], confidence: float = 0.95) -> tuple[float, float, float, float]:
+    """Median of xs and the order-statistic interval [x_(k), x_(n-k+1)] around it (interval_rank).
+    Returns (median, lo, hi, achieved_confidence)."""
     if not xs:
         raise ValueError("median_interval of no values")
     s = sorted(xs)
     n = len(s)
-    k = 1
-    while k + 1 <= n // 2 and 1 - 2 * _binom_cdf(k, n) >= confidence:
-        k += 1  # rank k+1 still covers: P(B <= k) is the tail below x_(k+1)
+    k = interval_rank(n, confidence)
     achieved = 1 - 2 * _binom_cdf(k - 1, n)
     return median(s), s[k - 1], s[n - k], achieved

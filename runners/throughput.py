@@ -24,7 +24,7 @@ from runners.schema import metric_names as names
 from runners.timing.estimate import ArmRate, dollars, gpu_hours, schedule_days
 from runners.timing.peaks import TARGETS, datasheet_peak, measured_matmul_peak
 from cliprepro import progress
-from runners.timing.timing import (DISTURBED_X, MAX_DISTURBED_ROUNDS, Step, interleaved_rounds,
+from runners.timing.timing import (DISTURBED_X, Step, interleaved_rounds, tolerated_rounds,
                                     undisturbed_sweep)
 from runners.timing.trainstep import (arm_config, build_arm, make_step, peak_memory_mb, planned_tokens,
                                sdpa_kernels_seen)
@@ -89,6 +89,7 @@ def per_round_ratios(params: Params, secs: dict[str, list[float]]) -> dict[str, 
 
 def _compare(out: Output, params: Params, mode: str, secs: dict[str, list[float]],
              flops: dict[str, int], kernels: dict[str, list[str]]) -> None:
+    per_round = per_round_ratios(params, secs)
     for arm in params.arms:
         base = params.baseline_of(arm)
         if base is None:
@@ -96,7 +97,7 @@ def _compare(out: Output, params: Params, mode: str, secs: dict[str, list[float]
         if arm.attention != base.attention and kernels[arm.name] == kernels[base.name]:
             out.errors.append(f"{mode}/{arm.name}: attention {arm.attention} vs {base.attention} "
                               f"planned, but both arms ran {kernels[arm.name]}")
-        ratios = per_round_ratios(params, secs)[arm.name]
+        ratios = per_round[arm.name]
         name = names.speed("speedup", mode, arm.name)
         out.metrics[name] = from_samples(ratios, "x")
         out.metrics[names.speed("time_saved_pct", mode, arm.name)] = from_samples(
@@ -140,12 +141,13 @@ def run(params: Params, scale: str, build_dir: Path | None = None) -> Output:
             sweep_s.append(time.monotonic() - started)
             return secs
 
-        secs, disturbed = undisturbed_sweep(sweep, lambda secs: per_round_ratios(params, secs))
-        out.remeasured_s += sum(sweep_s) - sweep_s[disturbed.index(min(disturbed))]  # all but the kept sweep
-        out.inputs.setdefault("disturbed_rounds_per_sweep", {})[mode] = disturbed
-        untrusted = (f"{min(disturbed)} of {params.rounds} rounds more than {DISTURBED_X}x off the median "
-                     f"ratio in the least disturbed of {len(disturbed)} sweeps"
-                     if min(disturbed) > MAX_DISTURBED_ROUNDS else None)
+        kept = undisturbed_sweep(sweep, lambda secs: per_round_ratios(params, secs), params.rounds)
+        secs, disturbed = kept.secs, kept.disturbed_rounds[kept.kept]
+        out.remeasured_s += sum(sweep_s) - sweep_s[kept.kept]  # every sweep but the kept one
+        out.inputs.setdefault("disturbed_rounds_per_sweep", {})[mode] = kept.disturbed_rounds
+        untrusted = (f"{disturbed} of {params.rounds} rounds more than {DISTURBED_X}x off their median "
+                     f"in the least disturbed of {len(kept.disturbed_rounds)} sweeps"
+                     if disturbed > tolerated_rounds(params.rounds) else None)
         for arm in params.arms:
             batch = arm.batch_size or params.batch_size
             planned = planned_tokens(cfgs[arm.name], arm)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -35,8 +34,8 @@ from runners.model.models import model_config, with_overrides
 from runners.model.models import uses_syntax_mask as model_uses_syntax
 from runners.training import ablation, fingerprint, linprobe, paper, probe, soups, targets
 from runners.training.recipe import describe
-from runners.training.schedule import on_a_slot, train_all
-from runners.training.stage import PROBE, STAGE_DIR, STEP_LOG, evaluate_once, teacher_of, trainer_jobs
+from runners.training.schedule import own_evaluation, train_all
+from runners.training.stage import PROBE, STAGE_DIR, STEP_LOG, teacher_of, trainer_jobs
 from runners.upstream import steplog
 
 __all__ = ["Params", "plan", "run"]
@@ -185,13 +184,6 @@ def run(params: Params | PaperRecipe, scale: str, build_dir: Path = CACHE, *, tr
     if params.text_checks:
         out.metrics.update(textcheck.measure(params.text_checks, source.proxy_root))
     return out
-
-
-def own_evaluation(evaluator, params: Params, stage: Stage, ckpt: Path, source: Source, out: Path, what: str) -> dict:
-    """An evaluation the suite runs itself once its stages are trained (a soup, an epoch on the way
-    to a target, a linear probe): evaluate_once on a trainer slot, so that it never runs as a third
-    process beside two trainers."""
-    return on_a_slot(partial(evaluate_once, evaluator, params, stage, ckpt, source, out, what))
 
 
 def _probes(params: Params, source: Source, trained: dict) -> dict:

@@ -42,8 +42,9 @@ class TestPoolMetrics:
         disturbed = rounds(1.0, 1.1, 1.2).model_copy(update={"timing_disturbed": "3 of 9 rounds"})
         got = pool_metrics({"a": disturbed, "b": rounds(2.0, 2.1, 2.2), "c": rounds(2.3)})
         assert (got.records, got.metric.n, got.metric.timing_disturbed) == (2, 4, None)
+        assert got.why == "left out 1 record(s) whose timing was disturbed"
         alone = pool_metrics({"a": disturbed, "b": disturbed.model_copy(update={"timing_disturbed": "2 of 9 rounds"})})
-        assert (alone.records, alone.metric.timing_disturbed) == (2, "3 of 9 rounds; 2 of 9 rounds")
+        assert (alone.records, alone.metric.timing_disturbed, alone.why) == (2, "3 of 9 rounds; 2 of 9 rounds", "")
 
     def test_seeds_concatenate_mean_and_se_of_the_mean(self):
         got = pool_metrics({"a": seeds(1.0, 3.0, se=0.4), "b": seeds(5.0, se=0.3)})

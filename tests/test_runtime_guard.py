@@ -100,7 +100,8 @@ class TestExecute:
         record = slow_run(remeasured_s=950.0).record
         assert record.status == "completed", record.message
         assert (record.timings["wall_s"], record.timings["remeasured_s"]) == (1000.0, 950.0)
-        assert slow_run(remeasured_s=800.0).record.status == "error"  # 200 s judged: still over 112.5
+        over = slow_run(remeasured_s=800.0).record  # 200 s judged: still over 112.5
+        assert over.status == "error" and "after leaving out 800 s of timed sweeps measured again" in over.message
 
     def test_a_negative_control_is_not_timed_against_the_scale(self, slow_run, monkeypatch):
         """A control's params differ from the scale's, so its runtime is not the declared one."""

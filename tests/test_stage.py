@@ -240,13 +240,20 @@ class TestOwnEvaluation:
         with pytest.raises(ValueError, match="no scores"):
             sch.on_a_slot(fails)
 
-    def test_the_train_runner_evaluates_on_a_slot(self, monkeypatch, tmp_path):
-        from runners import train
-
+    def test_an_evaluation_runs_on_a_slot_and_a_kept_one_waits_for_none(self, monkeypatch, tmp_path):
         monkeypatch.setenv("CLIPREPRO_TRAIN_JOBS", "2")
-        monkeypatch.setattr(train, "evaluate_once", lambda *args: {"thread": threading.current_thread().name})
-        got = train.own_evaluation(None, None, None, tmp_path / "ckpt.pt", None, tmp_path / "eval.json", "seed 0")
+        monkeypatch.setattr(sch, "evaluate_once", lambda *args: {"thread": threading.current_thread().name})
+        got = sch.own_evaluation(None, None, None, tmp_path / "ckpt.pt", None, tmp_path / "eval.json", "seed 0")
         assert got["thread"].startswith("trainer slot")
+        (tmp_path / "eval.json").write_text('{"kept": true}')
+        monkeypatch.setattr(sch, "on_a_slot", None)  # a rerun reads what it kept, without a slot
+        assert sch.own_evaluation(None, None, None, tmp_path / "ckpt.pt", None, tmp_path / "eval.json", "s") == {"kept": True}
+
+    def test_from_a_pool_job_it_runs_in_place(self, monkeypatch):
+        """A job holds its slot: waiting for another (one slot here) would wait forever."""
+        monkeypatch.setenv("CLIPREPRO_TRAIN_JOBS", "1")
+        inner = sch.pool(1).submit(lambda: sch.on_a_slot(lambda: threading.current_thread().name), priority=0)
+        assert inner.result(timeout=5) == "trainer slot 0"
 
 
 def _write_env_and_threads(path: str) -> int:

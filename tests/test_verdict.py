@@ -188,14 +188,15 @@ class TestDisturbedTiming:
 
     @pytest.mark.parametrize("kind", ["at_least", "calibrated_effect"])
     @pytest.mark.parametrize("disturbed,verdict", [(None, "reproduced"), ("", "reproduced"),
-                                                   ("3 of 27 timed blocks", "inconclusive")])
+                                                   ("3 of 9 rounds more than 1.2x off", "inconclusive")])
     def test_table(self, kind, disturbed, verdict):
         from dataclasses import replace
 
         got, reason = judge(make_entry(kind), replace(iv(3.0, 3.0), timing_disturbed=disturbed))
         assert got == verdict, reason
         if verdict == "inconclusive":
-            assert reason.startswith("timing disturbed: 3 of 27 timed blocks")
+            assert reason.startswith("timing disturbed: 3 of 9 rounds more than 1.2x off")
+
 
 class TestJudgeAtMost:
     @pytest.mark.parametrize(

@@ -11,9 +11,11 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import torch
+
+from cliprepro.stats import interval_rank
 
 Step = Callable[[], None]
 
@@ -68,14 +70,25 @@ def interleaved_rounds(steps: dict[str, Step], *, rounds: int, min_block_s: floa
 # is more than this factor off the sweep's median ratio, either way, was disturbed: something else
 # took the device during one of its blocks. A slowdown of every arm of a round alike (the first
 # round after warm-up sometimes runs ~1.3x slower) cancels in the ratio and is no disturbance.
-# Undisturbed proxy sweeps stay within ~1.1x. Of 42 proxy speed records, 2 had two or more rounds
-# beyond 1.2x (both clipa_speed, started right after the training suites); a sweep that made
+# The 21 committed proxy speed records (calibrations and runs) keep every ratio within 1.15x of
+# its sweep's median; of 24 main-job runs in recent CI builds, 2 had two or more rounds beyond
+# 1.2x (both clipa_speed, started right after the training suites), and a sweep that made
 # eva_clip_speed's negative control inconclusive had ratios from 0.65 to 1.52 around 1.
 DISTURBED_X = 1.2
-# The order-statistic interval of 9 rounds leaves out each extreme round, so one disturbed round
-# cannot move it; two can.
-MAX_DISTURBED_ROUNDS = 1
 SWEEP_ATTEMPTS = 3  # a disturbed sweep is measured again, at most this many sweeps in all
+
+
+class Sweep(NamedTuple):
+    secs: dict[str, list[float]]  # the sweep kept: seconds per step, per arm and round
+    disturbed_rounds: list[int]  # of every sweep measured, in order
+    kept: int  # index of the kept one in disturbed_rounds
+
+
+def tolerated_rounds(rounds: int) -> int:
+    """Disturbed rounds a sweep may have: fewer than the rounds the order-statistic interval leaves
+    out at each end (1 of 9 or 11 rounds, 3 of 15), so that they cannot carry either end of it
+    beyond the undisturbed rounds (they still shift the median by half a rank each)."""
+    return interval_rank(rounds) - 1
 
 
 def off_median(samples: list[float], x: float = DISTURBED_X) -> int:
@@ -92,18 +105,19 @@ def disturbed_rounds(series: dict[str, list[float]]) -> int:
 
 def undisturbed_sweep(measure: Callable[[int], dict[str, list[float]]],
                       judged: Callable[[dict[str, list[float]]], dict[str, list[float]]],
-                      attempts: int = SWEEP_ATTEMPTS) -> tuple[dict[str, list[float]], list[int]]:
-    """(the sweep kept, disturbed rounds of every sweep measured). `measure(attempt)` runs one sweep
-    (interleaved_rounds); `judged(sweep)` gives the per-round series it is judged on (ratios). A
-    disturbed sweep is measured again, up to `attempts` sweeps in all. The first undisturbed sweep
-    is kept, else the least disturbed (still disturbed: a judge says inconclusive). Which sweep is
-    kept depends on the spread of its rounds, never on an arm's speed."""
-    kept, counts = None, []
+                      rounds: int, attempts: int = SWEEP_ATTEMPTS) -> Sweep:
+    """`measure(attempt)` runs one sweep of `rounds` rounds (interleaved_rounds); `judged(sweep)`
+    gives the per-round series it is judged on (ratios, or block times without a baseline). A
+    sweep with more disturbed rounds than tolerated_rounds is measured again, up to `attempts`
+    sweeps in all. The first undisturbed sweep is kept, else the least disturbed (then still
+    disturbed: a judge says inconclusive). Which sweep is kept depends on the spread of its rounds
+    around their own median, never on an arm's speed."""
+    kept, counts, secs_kept = 0, [], {}
     for attempt in range(1, attempts + 1):
         secs = measure(attempt)
         counts.append(disturbed_rounds(judged(secs)))
-        if kept is None or counts[-1] < min(counts[:-1]):
-            kept = secs
-        if counts[-1] <= MAX_DISTURBED_ROUNDS:
+        if len(counts) == 1 or counts[-1] < counts[kept]:
+            kept, secs_kept = len(counts) - 1, secs
+        if counts[-1] <= tolerated_rounds(rounds):
             break
-    return kept, counts
+    return Sweep(secs_kept, counts, kept)

@@ -11,6 +11,7 @@ while it trains share that one training, and evaluations likewise.
 from __future__ import annotations
 
 import itertools
+import json
 import queue
 import threading
 import time
@@ -97,6 +98,7 @@ def _for_this_run(f: Future) -> Trained:
     return t
 
 
+_ON_A_SLOT = threading.local()  # .yes in the pool's threads
 _LOCK = threading.Lock()  # the in-flight table
 _POOLS_LOCK = threading.Lock()
 _POOLS: dict[int, "Pool"] = {}
@@ -121,6 +123,7 @@ class Pool:
         return future
 
     def _work(self) -> None:
+        _ON_A_SLOT.yes = True
         while True:
             _, _, fn, future = self._queue.get()
             try:
@@ -140,9 +143,20 @@ def pool(jobs: int) -> Pool:
 def on_a_slot(work: Callable[[], T]) -> T:
     """`work()` on a slot of the process's trainer pool, ahead of new stages, and its result: what
     a suite runs itself once its stages are trained (a soup's, an epoch's or a linear probe's
-    evaluation) then never runs as a third process beside two trainers. Never from a pool job: it
-    would wait for a slot while holding one."""
+    evaluation) then never runs as a third process beside two trainers. Called from a pool job,
+    it runs there: that job holds a slot already (waiting for another could wait forever)."""
+    if getattr(_ON_A_SLOT, "yes", False):
+        return work()
     return pool(trainer_jobs()[0]).submit(progress.carry(work), priority=0).result()
+
+
+def own_evaluation(evaluator, params: Params, stage: Stage, ckpt: Path, source: Source, out: Path, what: str) -> dict:
+    """An evaluation a suite runs itself once its stages are trained (a soup, an epoch on the way to
+    a target, a linear probe): its kept scores when `out` exists, else evaluate_once on a trainer
+    slot."""
+    if out.exists():  # no slot to wait for: a rerun reads what it kept
+        return json.loads(out.read_text())
+    return on_a_slot(partial(evaluate_once, evaluator, params, stage, ckpt, source, out, what))
 
 
 def after(deps: list[Future], work: Callable[[], object], jobs: int) -> Future:
