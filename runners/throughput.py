@@ -179,8 +179,8 @@ def run(params: Params, scale: str, build_dir: Path | None = None) -> Output:
         if mode == "step":
             _schedules(out, params, flops, {a.name: out.metrics[names.speed("img_per_s", "step", a.name)] for a in params.arms},
                        matmul, sheet, name)
-        for key in set(out.metrics) - measured_before:  # every speed of this mode, and what it models
-            if untrusted:
+        if untrusted:
+            for key in set(out.metrics) - measured_before:  # every speed of this mode, and what it models
                 out.metrics[key] = out.metrics[key].model_copy(update={"timing_disturbed": untrusted})
     return out
 
