@@ -4,7 +4,6 @@ Runners (and so torch) are imported only when a suite really runs or prints its 
 """
 from __future__ import annotations
 
-import os
 import time
 import traceback
 from dataclasses import dataclass
@@ -21,9 +20,6 @@ from cliprepro.provenance import LoadSampler, collect
 from cliprepro.spec import ExpectedEntry, Suite, describe_validation_error
 from cliprepro.verdict import judge, judged_interval, threshold
 
-# torch's profiler (Kineto) logs USDT lines to stderr unless told before torch is first imported,
-# which cuda_available() below may be
-os.environ.setdefault("KINETO_LOG_LEVEL", "5")
 RUNTIME_OVERRUN = 1.5  # a run over 1.5x its declared runtime is an error
 # the pace (runners/timing/pace.py) of the machine the CPU runtimes were declared on: the 2-core AMD
 # EPYC machine of 2026-12-01, measured there (21-22 ms; once 17) when flip_speedup ran in its declared
@@ -71,6 +67,9 @@ class Outcome:
 
 
 def cuda_available() -> bool:
+    from runners import quiet_profiler_logs
+
+    quiet_profiler_logs()  # may be the first import of torch
     try:
         import torch
     except ImportError:

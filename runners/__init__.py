@@ -23,8 +23,16 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 if TYPE_CHECKING:
     from runners.schema.output import Output
 
-# the profiler (SDPA kernel check) logs every start/stop unless told otherwise; set before torch loads
-os.environ.setdefault("KINETO_LOG_LEVEL", "5")
+
+def quiet_profiler_logs() -> None:
+    """The profiler (the SDPA kernel check) prints a "USDT: ... profiler_start" / "profiler_stop"
+    pair to stderr each time it runs. Kineto's levels go VERBOSE 0 ... ERROR 4, USDT 5, so only a
+    level above 5 hides them (5 does not); torch reads it once, when it loads. A user's own
+    KINETO_LOG_LEVEL is kept."""
+    os.environ.setdefault("KINETO_LOG_LEVEL", "6")
+
+
+quiet_profiler_logs()  # at import: before any runner (or the trainers forked later) loads torch
 
 RUNNERS = ("throughput", "architecture", "train", "released", "deepspeed")
 

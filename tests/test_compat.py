@@ -203,6 +203,25 @@ class TestAtomicCheckpoints:
         assert [p.name for p in tmp_path.iterdir()] == ["epoch_1.pt"]  # no epoch_2.pt, no temp file
 
 
+class TestQuietProfiler:
+    """The SDPA kernel check runs torch's profiler; its USDT start / stop lines stay off stderr,
+    whichever of our modules loads torch first."""
+
+    PROFILE = ("import torch\n"
+               "with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]):\n"
+               "    torch.ones(2) + 1\n")
+
+    @pytest.mark.parametrize("first", ["import runners.timing.trainstep",
+                                       "from cliprepro.runflow import cuda_available; cuda_available()"])
+    def test_no_usdt_lines(self, first):
+        env = {k: v for k, v in os.environ.items() if k != "KINETO_LOG_LEVEL"}
+        env["PYTHONPATH"] = str(REPO)
+        done = subprocess.run([sys.executable, "-c", f"{first}\n{self.PROFILE}"], env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert "USDT" not in done.stderr and "profiler_start" not in done.stderr
+
+
 def test_pos_tags_are_memoized_per_caption():
     import nltk
 
