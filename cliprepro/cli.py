@@ -7,6 +7,7 @@ Exit status: 2 for bad input (a message naming file, field and what is allowed; 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -312,7 +313,25 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         layout = Layout.find(args.root)
-        return COMMANDS[args.command](args, layout)
+        code = COMMANDS[args.command](args, layout)
+        sys.stdout.flush()  # here, not at exit, where a closed pipe could no longer be caught
+        return code
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader went away (`cliprepro list | head -1`): not an error to trace
+        _stdout_to_devnull()
+        return 141  # 128 + SIGPIPE, what a shell reports for a command its pipe's reader ended
+
+
+def _stdout_to_devnull() -> None:
+    """Python's recipe for a closed pipe: point stdout at /dev/null, so the flush at exit does not
+    raise a second BrokenPipeError. Records and checkpoints are written atomically, so a run cut
+    here keeps what it wrote."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # replaced by something without a descriptor
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)

@@ -25,6 +25,24 @@ def _edit(path: Path, old: str, new: str) -> None:
     path.write_text(text.replace(old, new, 1))
 
 
+class TestClosedPipe:
+    """A reader that stops early (`cliprepro list | head -1`) ends the command quietly, as a
+    shell reports it (128 + SIGPIPE), with no traceback: long output or short (a plan, flushed only
+    at the end when stdout is block-buffered)."""
+
+    @pytest.mark.parametrize("args, unbuffered", [(["list"], True),  # long: fails mid-run
+                                                  (["run", "flip_flops", "--scale", "paper", "--dry-run"], False)])
+    def test_no_traceback(self, args, unbuffered):
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # a pipe: block-buffered
+        env.update({"PYTHONPATH": str(REPO), **({"PYTHONUNBUFFERED": "1"} if unbuffered else {})})
+        proc = subprocess.Popen([sys.executable, "-m", "cliprepro", "--root", str(REPO), *args], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc.stdout.close()  # before the child has written anything: every write of it fails
+        err = proc.stderr.read()
+        assert proc.wait(timeout=120) == 141, err
+        assert "Traceback" not in err and "BrokenPipeError" not in err, err
+
+
 class TestBadInputClasses:
     """Each class of bad input is refused with exit 2, naming the file, the field and what is
     allowed: by `validate` and by the run (a dry run included), never a traceback."""
