@@ -5,6 +5,8 @@ import configparser
 import importlib.util
 import re
 
+import pytest
+
 from tests.conftest import REPO
 
 
@@ -103,3 +105,23 @@ def test_readme_starts_with_exactly_two_commands():
     commands = [line for line in block.splitlines() if line.strip()]
     assert len(commands) == 2 and text.index("```bash") < text.index("\n## ")
     assert commands[0].startswith("bin/cliprepro run all --scale ci") and commands[1].startswith("bin/test")
+
+
+class TestTrainVsBare:
+    """tools/train_vs_bare.py trains a suite's own proxy stage from scratch, never a made-up one
+    (its run is the benchmark itself, about a minute: not a unit test)."""
+
+    def _tool(self):
+        spec = importlib.util.spec_from_file_location("train_vs_bare", REPO / "tools" / "train_vs_bare.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod
+
+    @pytest.mark.parametrize("suite, stage, said", [
+        ("clipa_strategies", "nope", "known: base, img_resize"),
+        ("clipa_l16", "finetune", "starts from another stage"),
+        ("eva_clip_ablation", "mim", "starts from another stage"),
+    ])
+    def test_refuses_what_it_cannot_train_alone(self, tmp_path, suite, stage, said):
+        with pytest.raises(SystemExit, match=said):
+            self._tool()._argv(suite, stage, 1, tmp_path)
