@@ -63,6 +63,10 @@ def _train_inputs(record: Record) -> list[str]:
     return out
 
 
+def _number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
 def prediction_problems(record: Record) -> list[str]:
     """Each (stage, seed) point's predictions: present, matching their hash, giving its acc1_mean;
     each stage's mean-accuracy metric: the mean of those per-seed accuracies."""
@@ -78,9 +82,16 @@ def prediction_problems(record: Record) -> list[str]:
         if not isinstance(packed, dict) or "zlib_b64" not in packed:
             out.append(f"{where}.predictions missing: per-example outcomes are required")
             continue
-        correct = predictions.unpack(packed)
+        try:
+            correct = predictions.unpack(packed)
+        except predictions.Malformed as exc:
+            out.append(f"{where}.predictions: {exc}")
+            continue
         if predictions.digest(correct) != packed.get("sha256"):
             out.append(f"{where}.predictions do not match their sha256")
+            continue
+        if not _number(point["acc1_mean"]) or not isinstance(point["stage"], str):
+            out.append(f"{where}: acc1_mean must be a number and stage a name")
             continue
         acc = 100 * float(correct.mean())
         if not math.isclose(acc, point["acc1_mean"], abs_tol=ACC_TOLERANCE_PCT):

@@ -40,16 +40,24 @@ def paired_stage_tests(a: Record, b: Record) -> list[list[Any]]:
     in pp, its standard error over examples, z and a two-sided normal p-value."""
     from cliprepro import predictions
 
+    unreadable: set[str] = set()
+
     def per_stage(r: Record) -> dict[str, list[np.ndarray]]:
         out: dict[str, list[np.ndarray]] = {}
         for point in r.points:
-            if isinstance(point.get("predictions"), dict) and "stage" in point:
-                out.setdefault(point["stage"], []).append(predictions.unpack(point["predictions"]).astype(float))
+            if isinstance(point.get("predictions"), dict) and isinstance(point.get("stage"), str):
+                try:
+                    out.setdefault(point["stage"], []).append(predictions.unpack(point["predictions"]).astype(float))
+                except predictions.Malformed:  # `cliprepro check` says where; here the stage is not paired
+                    unreadable.add(point["stage"])
         return out
 
     sa, sb = per_stage(a), per_stage(b)
     rows = []
-    for stage in sorted(set(sa) & set(sb)):
+    for stage in sorted(set(sa) & set(sb) | unreadable):
+        if stage in unreadable:
+            rows.append([stage, "—", "—", "—", "—", "predictions that do not decode: not paired (cliprepro check)"])
+            continue
         if len({x.size for x in sa[stage] + sb[stage]}) != 1:
             rows.append([stage, "—", "—", "—", "—", "evaluated on different example sets: not paired"])
             continue

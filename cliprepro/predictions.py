@@ -21,5 +21,12 @@ def pack(correct: np.ndarray) -> dict[str, str]:
             "n": str(len(raw))}
 
 
+class Malformed(ValueError):
+    """Stored predictions that do not decode (a hand-edited or truncated record)."""
+
+
 def unpack(packed: dict[str, str]) -> np.ndarray:
-    return np.frombuffer(zlib.decompress(base64.b64decode(packed["zlib_b64"])), dtype=np.uint8)
+    try:
+        return np.frombuffer(zlib.decompress(base64.b64decode(packed["zlib_b64"], validate=True)), dtype=np.uint8)
+    except (KeyError, TypeError, ValueError, zlib.error) as exc:  # binascii.Error is a ValueError
+        raise Malformed(f"not compressed base64 outcomes ({type(exc).__name__}: {exc})") from None

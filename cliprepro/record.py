@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from cliprepro.errors import InputError
 from cliprepro.claims import ExpectedEntry, Measured, Over, Role, Scale, migrate_v1
@@ -43,6 +44,14 @@ class Metric(_Strict):
     data_wait_fraction: float | None = None  # a speed from a training loop: share of its time waiting for data
     # a timed speed whose every sweep was disturbed (runners/timing/timing.py): how, else None
     timing_disturbed: str | None = None
+
+    @model_validator(mode="after")
+    def _counted(self) -> "Metric":
+        # n = 0 marks a missing measurement (value NaN); a measured value has n >= 1, which the
+        # intervals divide by
+        if self.value is not None and math.isfinite(self.value) and self.n < 1:
+            raise ValueError(f"n is {self.n}: a measured value needs n >= 1 (0 only beside a missing one)")
+        return self
 
     def measured(self) -> Measured:
         return Measured(self.value, self.lo, self.hi, self.n, self.over, self.eval_se, tuple(self.samples),
@@ -139,7 +148,13 @@ def read(path: Path) -> tuple[str, Record]:
     if not isinstance(data, dict) or data.get("schema_version") not in (1, SCHEMA_VERSION):
         raise InputError(path, "schema_version", f"must be 1 or {SCHEMA_VERSION}")
     try:
-        record = Record.model_validate(migrate(data))
+        migrated = migrate(data)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:  # fields of the wrong type or missing
+        raise InputError(path, "(schema 1 content)", f"cannot be read as a schema 1 record "
+                         f"({type(exc).__name__}: {exc}); metrics must map names to objects, "
+                         "expected must be a list of entries") from None
+    try:
+        record = Record.model_validate(migrated)
     except ValidationError as exc:
         raise describe_validation_error(path, exc, Record) from None
     rid = data_id(data)

@@ -57,6 +57,10 @@ DEFECTS = [  # (field path, new value, words the problem must contain)
     ("points.0.predictions", DELETE, "predictions missing"),
     ("points.0.predictions.sha256", "0000000000000000", "do not match their sha256"),
     ("points.0.acc1_mean", 99.5, "its predictions give"),
+    ("points.0.acc1_mean", "high", "must be a number"),
+    ("points.0.predictions.zlib_b64", "not base64!", "not compressed base64"),
+    ("points.0.predictions.zlib_b64", "aGVsbG8=", "not compressed base64"),  # base64, not zlib
+    ("points.0.predictions.zlib_b64", 17, "not compressed base64"),
     ("expected.0.source", "edited since", "older expected entry (stale)"),
     ("config.params.stages.0.samples_per_epoch", 8192, "no longer validate"),  # an older runner's params
 ]

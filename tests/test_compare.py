@@ -49,6 +49,16 @@ class TestCompare:
         assert rows["pretrain"][1] == 0.0
         assert rows["finetune"][1] < 0 and float(rows["finetune"][4]) < 0.05  # 40 of ~2000 examples, every seed
 
+    def test_predictions_that_do_not_decode_are_not_paired(self):
+        rid, r = _release()
+        data = copy.deepcopy(r.model_dump())
+        for point in data["points"]:
+            if point.get("stage") == "finetune":
+                point["predictions"]["zlib_b64"] = "not base64!"
+        rows = {row[0]: row for row in paired_stage_tests(r, rec.Record.model_validate(data))}
+        assert rows["pretrain"][1] == 0.0
+        assert "do not decode" in rows["finetune"][-1] and rows["finetune"][1] == "—"
+
     def test_records_of_two_suites_are_refused(self):
         a = sorted((REPO / "results").glob("clipa_l16__proxy__run__*.json"))[-1]
         b = sorted((REPO / "results").glob("flip_flops__paper__run__*.json"))[-1]

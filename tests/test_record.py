@@ -316,6 +316,40 @@ class TestSchemaGrowth:
         assert rid == data_id(data) and record.expected[0].seed_spread is None
 
 
+class TestMalformedContent:
+    """A record whose fields have the wrong shape is bad input (exit 2, naming the file), never a
+    traceback: schema 1 content the migration cannot read, a measured value counted over n = 0."""
+
+    @pytest.mark.parametrize("change", [
+        lambda d: d.update(metrics=[1, 2]),
+        lambda d: d.update(metrics={"gflops": 4.4}),
+        lambda d: d.update(expected=5),
+        lambda d: d["expected"][0].pop("value"),   # a v1 direction moves its value to margin
+        lambda d: d["expected"][0].update(kind="released_weights", tolerance=None),
+    ], ids=["metrics-list", "metric-number", "expected-number", "no-value", "no-tolerance"])
+    def test_schema1(self, tmp_path, change):
+        data = json.loads(canonical_json(make_record().model_dump(mode="json")))
+        data.update(schema_version=1, results=[], expected=[dict(
+            claim="c", scale="proxy", metric="m", unit="x", role="finding", source="s", source_kind="primary",
+            kind="direction", value=1.0, tolerance=0.0)])
+        change(data)
+        path = tmp_path / f"vit_flops__paper__run__{rec.data_id(data)}.json"
+        path.write_text(canonical_json(data))
+        with pytest.raises(InputError) as info:
+            read(path)
+        assert str(info.value).startswith(f"{path}: ")
+
+    def test_a_measured_value_over_no_samples(self, tmp_path):
+        _, path = write(make_record(), tmp_path)
+        data = json.loads(path.read_text())
+        data["metrics"]["gflops"]["n"] = 0
+        bad = tmp_path / "x" / f"vit_flops__paper__run__{rec.data_id(data)}.json"
+        bad.parent.mkdir()
+        bad.write_text(canonical_json(data))
+        with pytest.raises(InputError, match="n >= 1"):
+            read(bad)
+
+
 class TestSchema1Migration:
     """Schema 1 records (one `tolerance` for four meanings) read into today's claim kinds."""
 
