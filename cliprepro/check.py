@@ -43,8 +43,16 @@ def _train_inputs(record: Record) -> list[str]:
 
     from pydantic import ValidationError
 
+    from cliprepro.calibration import SEED_BASE_MIN
+
     out = []
     params = record.config.get("params")
+    seeds = params.get("seeds") if isinstance(params, dict) else None
+    if record.record_type != "calibration" and isinstance(seeds, list) and any(
+            isinstance(x, int) and x >= SEED_BASE_MIN for x in seeds):
+        # a check must never train the models a threshold was fitted to (docs/verdicts.md)
+        out.append(f"config.params.seeds {seeds} are calibration seeds (>= {SEED_BASE_MIN}): "
+                   "a check trains its own models")
     if record.scale == "proxy" and isinstance(params, dict):
         try:
             data = TrainParams(**params).data

@@ -86,6 +86,35 @@ def cmd_compare(args, layout: Layout) -> int:
     return 0
 
 
+def _rerunnable(layout: Layout, path: Path, old) -> None:
+    """A record `rerun` can repeat: a run or control record whose stored params still validate
+    (bad input, exit 2, naming the record's field otherwise)."""
+    from pydantic import ValidationError
+
+    from cliprepro.errors import InputError
+    from cliprepro.spec import describe_validation_error
+    from runners import params_schema
+
+    if old.record_type == "calibration":
+        raise InputError(path, "record_type", "a calibration record is not re-run: a check never trains the "
+                         f"calibration's models (docs/verdicts.md); `cliprepro calibrate {old.suite}` makes a fresh one")
+    suite, _ = layout.load(old.suite)
+    if old.scale not in suite.scales:
+        raise InputError(path, "scale", f"suites/{old.suite}.yaml has no scale {old.scale!r} now; "
+                         f"it has {', '.join(suite.scales)}")
+    params = old.config.get("params")
+    if not isinstance(params, dict):
+        raise InputError(path, "config.params", "must be the object of parameters the run used; "
+                         f"this record has {type(params).__name__}: nothing to re-run with")
+    schema = params_schema(suite.runner_at(old.scale), old.scale)
+    try:
+        schema.model_validate(params)
+    except ValidationError as exc:  # an older runner's params: re-run the suite itself instead
+        err = describe_validation_error(path, exc, schema)
+        raise InputError(path, f"config.params.{err.field}", f"{err.problem} (made by an older version of "
+                         f"the runner: `cliprepro run {old.suite} --scale {old.scale}` runs today's)") from None
+
+
 def cmd_rerun(args, layout: Layout) -> int:
     """Say what differs from the record's environment, then run its suite, scale and control with
     the parameters it stored (seeds included), as `run` does."""
@@ -97,7 +126,9 @@ def cmd_rerun(args, layout: Layout) -> int:
     from cliprepro.cli import _outcome_status, _print_outcome
     from cliprepro.runflow import execute
 
-    rid, old = rec.read(Path(args.record))
+    path = Path(args.record)
+    rid, old = rec.read(path)
+    _rerunnable(layout, path, old)
     env = differences(environment(old.provenance), environment(collect(layout.root)))
     print(f"rerun of {rid}: {old.suite} @ {old.scale}" + (f", control {old.negative_control}" if old.negative_control else ""))
     print("environment differs from the record's:\n" + tabulate(env, ["key", "record", "here"], tablefmt="simple")

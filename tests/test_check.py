@@ -63,6 +63,7 @@ DEFECTS = [  # (field path, new value, words the problem must contain)
     ("points.0.predictions.zlib_b64", 17, "not compressed base64"),
     ("expected.0.source", "edited since", "older expected entry (stale)"),
     ("config.params.stages.0.samples_per_epoch", 8192, "no longer validate"),  # an older runner's params
+    ("config.params.seeds", [1_000_000], "calibration seeds"),  # a check training a calibration's models
 ]
 
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from cliprepro import record as rec
 from cliprepro.compare import compare_text, differences, paired_stage_tests
@@ -79,3 +80,20 @@ class TestRerun:
         assert out.returncode == 0, out.stderr
         assert "python" in out.stdout and "3.0.0" in out.stdout  # the environment difference, before running
         assert "seeds [11, 12, 13]" in out.stdout  # the stored configuration, not the suite's
+
+    @pytest.mark.parametrize("change, field, words", [
+        (lambda d: d.update(record_type="calibration"), "record_type", "cliprepro calibrate clipa_l16"),
+        (lambda d: d["config"].update(params="seeds 0"), "config.params", "nothing to re-run with"),
+        (lambda d: d["config"].pop("params"), "config.params", "nothing to re-run with"),
+        (lambda d: d["config"]["params"].update(stages="all"), "config.params.stages", "older version"),
+    ], ids=["calibration", "params-string", "no-params", "params-invalid"])
+    def test_what_cannot_be_rerun_is_refused_naming_the_record(self, tmp_path, change, field, words):
+        _, r = _release()
+        data = json.loads(r.model_dump_json())
+        change(data)
+        _id, path = rec.write(rec.Record.model_validate(data), tmp_path)
+        out = subprocess.run([sys.executable, "-m", "cliprepro", "--root", str(REPO), "rerun", str(path), "--dry-run"],
+                             capture_output=True, text=True, cwd=REPO)
+        assert out.returncode == 2, out.stderr
+        assert out.stderr.startswith(f"error: {path}: {field}: ") and words in out.stderr, out.stderr
+        assert "Traceback" not in out.stderr
