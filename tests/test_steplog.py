@@ -86,3 +86,39 @@ class TestRateMetrics:
         assert m["train_samples_per_s_s"].data_wait_fraction == 0.2
         assert m["data_wait_pct_s"].data_wait_fraction is None and m["data_wait_pct_s"].samples == [10.0, 20.0]
         assert m["train_vs_bare_step_s"].value == 0.82
+
+
+class TestTrimOnResume:
+    """A resumed stage keeps the epochs its checkpoint holds; the trimmed log replaces the old one
+    whole, so a kill in the middle of writing it leaves the old log, never half of one."""
+
+    def _log(self, tmp_path):
+        path = tmp_path / "step_log.json"
+        path.write_text(json.dumps({"epochs": [{"steps": i} for i in range(3)], "bare_step": {"s_per_step": 0.1}}))
+        return path
+
+    def test_keeps_the_checkpointed_epochs(self, tmp_path):
+        from runners.training.stage import _trim_step_log
+
+        path = self._log(tmp_path)
+        _trim_step_log(path, 2)
+        assert json.loads(path.read_text())["epochs"] == [{"steps": 0}, {"steps": 1}]
+
+    def test_a_kill_mid_write_leaves_the_old_log(self, tmp_path, monkeypatch):
+        from pathlib import Path
+
+        from runners.training.stage import _trim_step_log
+
+        path = self._log(tmp_path)
+        before = path.read_text()
+
+        def half_then_killed(self, text, *a, **kw):
+            with open(self, "w") as fh:
+                fh.write(text[: len(text) // 2])
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(Path, "write_text", half_then_killed)
+        with pytest.raises(KeyboardInterrupt):
+            _trim_step_log(path, 1)
+        monkeypatch.undo()
+        assert path.read_text() == before

@@ -187,7 +187,7 @@ def _trim_step_log(path: Path, epochs: int) -> None:
     if path.exists():
         data = json.loads(path.read_text())
         data["epochs"] = data["epochs"][:epochs]
-        path.write_text(json.dumps(data))
+        steplog.write_atomic(path, data)  # a kill here must not leave half a log for the next resume
 
 
 

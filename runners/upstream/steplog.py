@@ -19,7 +19,7 @@ from pathlib import Path
 PROGRESS_EVERY_S = 0.5
 
 
-def _write(path: Path, data: dict) -> None:
+def write_atomic(path: Path, data: dict) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data))
     tmp.replace(path)
@@ -42,16 +42,16 @@ class StepLog:
         now = time.monotonic()
         if now - self._shown >= PROGRESS_EVERY_S:
             self._shown = now
-            _write(progress_path(self.path), {"steps": self.steps_done})
+            write_atomic(progress_path(self.path), {"steps": self.steps_done})
 
     def add_epoch(self, epoch: dict) -> None:
         self.data["epochs"].append(epoch)
-        _write(self.path, self.data)
-        _write(progress_path(self.path), {"steps": self.steps_done})
+        write_atomic(self.path, self.data)
+        write_atomic(progress_path(self.path), {"steps": self.steps_done})
 
     def set_bare_step(self, bare: dict) -> None:
         self.data["bare_step"] = bare
-        _write(self.path, self.data)
+        write_atomic(self.path, self.data)
 
 
 class TimedLoader:
