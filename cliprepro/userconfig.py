@@ -78,14 +78,27 @@ def load(root: Path) -> tuple[UserConfig, Path | None]:
     for name, folder in sorted(config.retrieval.items()):
         if not (Path(folder) / "test" / "nshards.txt").is_file():
             raise InputError(path, f"retrieval.{name}", f"{folder}: not a clip_benchmark wds set (no test/nshards.txt)")
+    if config.train_data:  # read where the job runs (a cluster's file system): only its form here
+        _shard_pattern(path, "train_data", config.train_data)
     if config.own_data is not None:
         _check_own_data(path, config.own_data)
     return config, path
 
 
+def _shard_pattern(path: Path, field: str, pattern: str) -> None:
+    from runners.training import shards
+
+    try:
+        shards.expand(pattern)
+    except ValueError as exc:  # braceexpand's UnbalancedBracesError
+        raise InputError(path, field, f"{pattern!r} is not a shard pattern ({exc}); e.g. "
+                         "/data/cc3m/{00000..00331}.tar, several joined by ::") from None
+
+
 def _check_own_data(path: Path, own: OwnData) -> None:
     from runners.training import shards
 
+    _shard_pattern(path, "own_data.train", own.train)
     missing, total = shards.unreadable(own.train)
     if missing:
         raise InputError(path, "own_data.train", f"{len(missing)} of {total} shard(s) missing or unreadable, "

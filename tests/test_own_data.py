@@ -52,6 +52,7 @@ class TestUserConfig:
 
     @pytest.mark.parametrize("change, field", [
         ({"train": "/no/such/{0..1}.tar"}, "own_data.train"),
+        ({"train": "/data/cc3m/{00000..00331.tar"}, "own_data.train"),  # unbalanced braces
         ({"eval": {"color": "/no/such/set"}}, "own_data.eval.color"),
         ({"eval": {"imagenet1k": "/no/such/folder"}}, "own_data.eval.imagenet1k"),
     ])
@@ -61,6 +62,13 @@ class TestUserConfig:
         with pytest.raises(InputError) as exc:
             load(tmp_path)
         assert exc.value.field == field
+
+    def test_a_train_data_pattern_with_unbalanced_braces(self, tmp_path, monkeypatch):
+        monkeypatch.delenv("CLIPREPRO_CONFIG", raising=False)
+        (tmp_path / "cliprepro.yaml").write_text(json.dumps({"train_data": "/data/laion/{00000..41407.tar"}))
+        with pytest.raises(InputError) as exc:
+            load(tmp_path)
+        assert exc.value.field == "train_data" and "not a shard pattern" in exc.value.problem
 
     @pytest.mark.parametrize("change", [{"train_samples": 0}, {"targets": {"t": 100.0}}, {"eval": {}},
                                         {"eval": {"Bad Name": "/x"}}, {"shards": "x"}])

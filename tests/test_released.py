@@ -90,6 +90,16 @@ class TestResolve:
         with pytest.raises(weights.NotAvailable, match="set weights.k"):
             weights.resolve(None, "k", MODEL, None)
 
+    @pytest.mark.parametrize("text", [b"{not json", b"\xff\xfe"])
+    def test_a_folder_config_that_is_not_json_is_bad_input(self, tmp_path, text):
+        from cliprepro.errors import InputError
+
+        folder = hub_folder(tmp_path / "hub")
+        (folder / weights.HUB_CONFIG).write_bytes(text)
+        with pytest.raises(InputError) as info:
+            weights.resolve(f"local-dir:{folder}", "k", MODEL, None)
+        assert info.value.path == str(folder / weights.HUB_CONFIG) and "not readable JSON" in str(info.value)
+
     def test_hub_repo_only_from_the_cache(self, tmp_path, monkeypatch):
         from huggingface_hub import constants
 

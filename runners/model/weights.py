@@ -68,7 +68,17 @@ def _from_folder(folder: Path, origin: str) -> Resolved:
     weights = next((folder / f for f in HUB_WEIGHTS if (folder / f).is_file()), None)
     if weights is None or not config.is_file():
         raise NotAvailable(f"{origin}: the folder needs {HUB_CONFIG} and one of {', '.join(HUB_WEIGHTS)}")
-    return Resolved(weights, origin, json.loads(config.read_text()))
+    return Resolved(weights, origin, _hub_config(config, origin))
+
+
+def _hub_config(path: Path, origin: str) -> dict:
+    """open_clip's folder config, read; the user's file, so unreadable JSON is bad input (exit 2)."""
+    from cliprepro.errors import InputError
+
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:  # ValueError: not JSON, or bytes that are not UTF-8
+        raise InputError(path, "(file)", f"{origin}: open_clip's model config is not readable JSON ({exc})") from None
 
 
 def _from_cache(repo: str, key: str) -> Resolved:
@@ -79,7 +89,7 @@ def _from_cache(repo: str, key: str) -> Resolved:
     if weights is None:
         raise NotAvailable(f"hf-hub:{repo} is not in the local Hugging Face cache (HF_HUB_CACHE); nothing is "
                            f"downloaded: fetch it with `huggingface-cli download {repo}` or set weights.{key}")
-    config = json.loads(Path(found[HUB_CONFIG]).read_text()) if isinstance(found[HUB_CONFIG], str) else None
+    config = _hub_config(Path(found[HUB_CONFIG]), f"hf-hub:{repo}") if isinstance(found[HUB_CONFIG], str) else None
     return Resolved(weights, f"hf-hub:{repo} (cache)", config)
 
 
