@@ -10,12 +10,11 @@ import argparse
 import os
 import shutil
 import sys
-from pathlib import Path
 
 from tabulate import tabulate
 
 from cliprepro import progress
-from cliprepro.errors import InputError
+from cliprepro.errors import InputError, env_number, out_folder
 from cliprepro.layout import Layout
 from cliprepro.publish import cmd_check, cmd_compare, cmd_export, cmd_report, cmd_rerun, render_into
 from cliprepro.record import Record
@@ -66,6 +65,8 @@ def _why_failed(outcome) -> list[str]:
 def cmd_run(args, layout: Layout) -> int:
     from cliprepro.runflow import execute, pick_scale
 
+    # read inside the trainer pool (runners.training.stage.trainer_jobs): a typo is refused here, before anything runs
+    env_number("CLIPREPRO_TRAIN_JOBS", "1")
     if args.train or args.launcher or args.cluster or args.job:  # training a published recipe: cliprepro.launching
         from cliprepro.launching import cmd_train
 
@@ -73,8 +74,11 @@ def cmd_run(args, layout: Layout) -> int:
             raise InputError("--launcher", "--train", "--launcher and --cluster go with --train (a published recipe)")
         return cmd_train(args, layout)
 
+    if args.suite == "all" and args.claim:
+        raise InputError("--claim", "--claim", "names claims of one suite: run that suite (`cliprepro list` "
+                         "shows each claim's suite)")
     names = layout.suite_names() if args.suite == "all" else [args.suite]
-    out = Path(args.out) if args.out else None
+    out = out_folder(args.out, "--out") if args.out else None
     if out is None and args.suite == "all" and args.scale == "ci":
         out = layout.build  # CI: every record under build/, architecture checks included
     scales = {}

@@ -17,7 +17,7 @@ import subprocess
 from pathlib import Path
 
 from cliprepro import record as rec
-from cliprepro.errors import InputError
+from cliprepro.errors import InputError, env_number
 from cliprepro.layout import Layout
 from cliprepro.userconfig import load as load_config
 
@@ -62,6 +62,8 @@ def cmd_train(args, layout: Layout) -> int:
 
     if args.suite == "all":
         raise InputError("--train", "suite", "one suite at a time")
+    if args.job and args.launcher != "slurm":  # it skips the data check and preflight: only for a job already running
+        raise InputError("--job", "--job", "follows a submitted SLURM job: only with --launcher slurm")
     suite, _ = layout.load(args.suite)
     where = layout.suites / f"{args.suite}.yaml"
     if args.scale != "paper" or "paper" not in suite.scales:
@@ -162,7 +164,7 @@ def run_stages(args, layout: Layout, suite: str, recipe, cluster, plans, logs: P
         print(f"submitted SLURM job {job} ({script}); follow it again with --job {job}", flush=True)
     with progress.unit(f"SLURM job {job}: {suite} stages", total, "epoch") as bar:
         final, code = slurm.follow(job, lambda state: print(f"job {job}: {state}", flush=True),
-                                   float(os.environ.get("CLIPREPRO_SLURM_POLL_S", "30")), lambda: bar.set(done()))
+                                   env_number("CLIPREPRO_SLURM_POLL_S", "30", float, 0.1), lambda: bar.set(done()))
     return {"launcher": "slurm", "job": job, "state": final, "exit_code": code}
 
 

@@ -52,11 +52,13 @@ def cmd_check(args, layout: Layout) -> int:
 def cmd_export(args, layout: Layout) -> int:
     """clip_benchmark result JSON for every zero-shot evaluation of the records reports accept."""
     from cliprepro.check import record_problems
+    from cliprepro.errors import out_folder
     from cliprepro.exports import clip_benchmark_results
     from cliprepro.ledger import build_ledger
     from cliprepro.record import atomic_write_text
     from cliprepro.report import load_records
 
+    out = out_folder(args.out, "OUT")
     suites = {n: layout.load(n)[0] for n in layout.suite_names()}
     expected = {n: layout.load(n)[1] for n in layout.suite_names()}
     folders = [layout.results] + ([Path(args.build) / "results"] if args.build else [])
@@ -64,7 +66,6 @@ def cmd_export(args, layout: Layout) -> int:
     ledger = build_ledger(records, invalid, expected, check=lambda r: record_problems(r, suites, expected, stale_ok=True))
     accepted = {row.rid: row.record for row in ledger.rows}
     files = clip_benchmark_results(sorted(accepted.items()))
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():
         atomic_write_text(out / name, text)

@@ -164,6 +164,30 @@ class TestBadInput:
         assert main(["--root", str(root_copy), *args]) == 2
         assert needle in capsys.readouterr().err
 
+    @pytest.mark.parametrize("args, env, needle", [
+        (["run", "all", "--scale", "ci", "--claim", "flip_proxy_mask50_speedup"], {}, "--claim: names claims of one suite"),
+        (["run", "flip_flops", "--scale", "paper", "--out", "{file}"], {}, "--out: is a file"),
+        (["export", "{file}"], {}, "OUT: is a file"),
+        (["run", "flip_flops", "--scale", "paper"], {"CLIPREPRO_TRAIN_JOBS": "two"}, "CLIPREPRO_TRAIN_JOBS: 'two': must be a whole number >= 1"),
+        (["run", "flip_flops", "--scale", "paper"], {"CLIPREPRO_TRAIN_JOBS": "0"}, "CLIPREPRO_TRAIN_JOBS: '0'"),
+        (["run", "clipa_l16", "--scale", "paper", "--train", "--launcher", "local", "--job", "1"], {},
+         "--job: follows a submitted SLURM job: only with --launcher slurm"),
+    ], ids=["claim-with-all", "out-file", "export-file", "train-jobs-word", "train-jobs-zero", "job-not-slurm"])
+    def test_bad_arguments_are_refused_before_anything_runs(self, root_copy, tmp_path, monkeypatch, capsys,
+                                                             args, env, needle):
+        file = tmp_path / "a_file"
+        file.write_text("x")
+        for k, v in env.items():
+            monkeypatch.setenv(k, v)
+        assert main(["--root", str(root_copy), *[a.format(file=file) for a in args]]) == 2
+        assert needle in capsys.readouterr().err
+
+    def test_a_save_frequency_that_is_not_a_positive_whole_number(self, root_copy):
+        _edit(root_copy / "suites/clipa_l16.yaml", "common_flags: [", 'common_flags: [--save-frequency, "0", ')
+        proc = _cli(root_copy, "run", "clipa_l16", "--scale", "paper", "--dry-run")
+        assert proc.returncode == 2 and "--save-frequency takes a whole number >= 1" in proc.stderr, proc.stderr
+        assert "suites/clipa_l16.yaml" in proc.stderr and "Traceback" not in proc.stderr
+
     def test_not_a_root(self, tmp_path, capsys):
         assert main(["--root", str(tmp_path), "list"]) == 2
         assert "not a cliprepro root" in capsys.readouterr().err

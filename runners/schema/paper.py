@@ -35,7 +35,8 @@ class PaperRecipe(LaterFields):
     _later = ("max_loss",)
     gpus: int = Field(8, ge=1)
     train_data: str = "/path/to/laion-400m"
-    common_flags: list[str] = []
+    common_flags: list[str] = Field([], description=(
+        "open_clip_train flags for every stage; --save-frequency N (N >= 1) sets the checkpoints preflight counts"))
     epoch_samples: int | None = Field(None, ge=1, description=(
         "samples in one epoch of train_data: the plan's samples seen and GPU-hours (None: unknown)"))
     stages: list[PaperStage] = Field(min_length=1)
@@ -57,6 +58,11 @@ class PaperRecipe(LaterFields):
             for ref in (c.a, c.b):
                 if ref not in names:
                     raise ValueError(f"comparison {c.name}: no stage {ref!r}; stages: {names}")
+        if "--save-frequency" in self.common_flags:  # preflight divides epochs by it
+            i = self.common_flags.index("--save-frequency")
+            value = self.common_flags[i + 1] if i + 1 < len(self.common_flags) else ""
+            if not (value.isdigit() and int(value) >= 1):
+                raise ValueError(f"common_flags: --save-frequency takes a whole number >= 1, got {value!r}")
         return self
 
     def init_of(self, stage: PaperStage) -> PaperStage | None:

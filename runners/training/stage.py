@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 from cliprepro import progress
+from cliprepro.errors import env_number
 from runners.schema.train_params import Stage, TrainParams as Params
 from runners.training import fingerprint
 from runners.training import sources
@@ -258,8 +259,8 @@ def trainer_jobs() -> tuple[int, int]:
 
     cores = os.cpu_count() or 1
     alone = torch.cuda.is_available() or cores < 2
-    jobs = int(os.environ.get("CLIPREPRO_TRAIN_JOBS", "1" if alone else "2"))
-    return max(1, jobs), max(1, cores // max(1, jobs))
+    jobs = env_number("CLIPREPRO_TRAIN_JOBS", "1" if alone else "2")  # cliprepro run checks it first
+    return jobs, max(1, cores // jobs)
 
 
 def evaluate_once(evaluator, params: Params, stage: Stage, ckpt: Path, source: Source, out: Path, what: str) -> dict:
