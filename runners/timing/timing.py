@@ -85,8 +85,8 @@ class Sweep(NamedTuple):
 
 
 def tolerated_rounds(rounds: int) -> int:
-    """Disturbed rounds a sweep may have: fewer than the rounds the order-statistic interval leaves
-    out at each end (1 of 9 or 11 rounds, 3 of 15), so that they cannot carry either end of it
+    """Disturbed rounds a sweep may have: at most as many as the order-statistic interval leaves out
+    at each end (1 of 9 or 11 rounds, 3 of 15), so that they cannot carry either end of it
     beyond the undisturbed rounds (they still shift the median by half a rank each)."""
     return interval_rank(rounds) - 1
 
