@@ -2,18 +2,13 @@
 from __future__ import annotations
 
 import inspect
-import typing
 
 import pytest
 
 import runners
-from cliprepro.spec import RunnerName
 
 
 class TestRegistry:
-    def test_one_list_of_kinds(self):
-        assert typing.get_args(RunnerName) == runners.RUNNERS
-
     @pytest.mark.parametrize("kind", runners.RUNNERS)
     def test_module_satisfies_the_contract(self, kind):
         module = runners.get(kind)
