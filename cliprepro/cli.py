@@ -210,14 +210,23 @@ def _print_calibrated(exp, problems: list[str]) -> None:
 
 
 def cmd_list(args, layout: Layout) -> int:
+    from cliprepro.check import record_problems
+    from cliprepro.ledger import rejudge
     from cliprepro.report import load_records
 
+    suites = {n: layout.load(n)[0] for n in layout.suite_names()}
+    expected = {n: layout.load(n)[1] for n in layout.suite_names()}
     records, _ = load_records([layout.results, layout.build / "results"])
     latest = {}
     for rid, r in sorted(records, key=lambda x: str(x[1].provenance.get("started_utc"))):
-        if r.record_type == "run":
-            for x in r.results:
-                latest[(r.suite, x.claim, x.scale)] = x.verdict
+        if r.record_type != "run" or r.suite not in suites:
+            continue
+        # today's verdict of the stored measurement, marked when the leaderboard would not count it
+        # (stale entry, dirty tree, older suite version, ...: `cliprepro check` says why)
+        why, results = rejudge(r)
+        counted = not record_problems(r, suites, expected)
+        for x in results if why is None else r.results:
+            latest[(r.suite, x.claim, x.scale)] = (x.verdict if why is None else "error") + ("" if counted else " *")
     rows = []
     for name in layout.suite_names():
         suite, exp = layout.load(name)
@@ -225,6 +234,9 @@ def cmd_list(args, layout: Layout) -> int:
             rows.append([name, e.claim, e.scale, e.role, ",".join(sorted(suite.scales)),
                          latest.get((name, e.claim, e.scale), "—")])
     print(tabulate(rows, ["suite", "claim", "scale", "gate/finding", "suite scales", "latest verdict"]))
+    if any(v.endswith(" *") for v in latest.values()):
+        print("\n* the newest record is not counted by the leaderboard (a dirty tree, a stale entry, ...): "
+              "`cliprepro check RECORD` says why")
     return 0
 
 

@@ -1,6 +1,7 @@
 """The CLI: bad input exits 2 naming file and field (no traceback), plans, skips, exit status."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -23,6 +24,32 @@ def _edit(path: Path, old: str, new: str) -> None:
     text = path.read_text()
     assert old in text, f"{old!r} not in {path}"
     path.write_text(text.replace(old, new, 1))
+
+
+class TestList:
+    """`list` shows each claim's newest run record as today's rules judge it, marked (*) when the
+    leaderboard would not count that record."""
+
+    def _row(self, root, capsys, claim):
+        assert main(["--root", str(root), "list"]) == 0
+        return next(x for x in capsys.readouterr().out.splitlines() if f" {claim} " in x)
+
+    def test_a_counted_record(self, root_copy, capsys):
+        assert self._row(root_copy, capsys, "clipa_l16_proxy_finetune_gain").endswith(" reproduced")
+
+    @pytest.mark.parametrize("change, shown", [
+        (lambda d: d["provenance"]["git"].update(dirty=True), "reproduced *"),      # a dirty tree: not counted
+        (lambda d: d["results"][0].update(verdict="not_reproduced"), "error *"),    # disagrees with its own data
+    ], ids=["dirty", "verdict-edited"])
+    def test_a_newer_record_that_does_not_count(self, root_copy, capsys, change, shown):
+        from cliprepro import record as rec
+
+        path = sorted((root_copy / "results").glob("clipa_l16__proxy__run__*.json"))[-1]
+        data = json.loads(path.read_text())
+        data["provenance"]["started_utc"] = "2999-01-01T00:00:00+00:00"
+        change(data)
+        rec.write(rec.Record.model_validate(data), root_copy / "results")
+        assert self._row(root_copy, capsys, "clipa_l16_proxy_finetune_gain").endswith(shown)
 
 
 class TestClosedPipe:
