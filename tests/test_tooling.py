@@ -121,6 +121,8 @@ class TestTrainVsBare:
         ("clipa_strategies", "nope", "known: base, img_resize"),
         ("clipa_l16", "finetune", "starts from another stage"),
         ("eva_clip_ablation", "mim", "starts from another stage"),
+        ("flip_speedup", "base", "no proxy scale that trains"),
+        ("flip_flops", "base", "no proxy scale that trains"),
     ])
     def test_refuses_what_it_cannot_train_alone(self, tmp_path, suite, stage, said):
         with pytest.raises(SystemExit, match=said):

@@ -37,7 +37,9 @@ BARE_STEP_S = 3.0  # the bare step's timed block (as long as run all's first see
 def _argv(suite: str, stage_name: str, epochs: int, logs: Path) -> list[str]:
     layout = Layout.find(str(ROOT))
     spec, _ = layout.load(suite)
-    params = TrainParams(**spec.scales["proxy"].params)
+    if "proxy" not in spec.scales or spec.runner_at("proxy") != "train":
+        raise SystemExit(f"error: suite {suite} has no proxy scale that trains")
+    params = TrainParams(**spec.params_for("proxy"))  # the one merge: suite params, then the scale's
     stage = next((s for s in params.stages if s.name == stage_name), None)
     if stage is None:
         raise SystemExit(f"error: suite {suite} has no proxy stage {stage_name!r}; "
