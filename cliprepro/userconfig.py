@@ -67,8 +67,8 @@ def load(root: Path) -> tuple[UserConfig, Path | None]:
             raise InputError(path, "$CLIPREPRO_CONFIG", "no such file")
         return UserConfig(), None
     config = parse(path, UserConfig, read_yaml(path) or {})
-    if config.imagenet_val and not Path(config.imagenet_val).is_dir():
-        raise InputError(path, "imagenet_val", f"no such folder: {config.imagenet_val}")
+    if config.imagenet_val:
+        _imagenet_layout(path, Path(config.imagenet_val))
     for key, weights in sorted(config.weights.items()):
         if weights.startswith("hf-hub:"):
             if weights.count("/") != 1 or weights.endswith("/"):
@@ -83,6 +83,22 @@ def load(root: Path) -> tuple[UserConfig, Path | None]:
     if config.own_data is not None:
         _check_own_data(path, config.own_data)
     return config, path
+
+
+IMAGENET_CLASSES = 1000  # runners.zeroshot.imagenet_loader reads either layout
+
+
+def _imagenet_layout(path: Path, root: Path) -> None:
+    """One of the two layouts the evaluation reads, checked here: a wrong folder is bad input
+    (exit 2) before any suite picks the paper scale for it, not an `error` record after."""
+    if not root.is_dir():
+        raise InputError(path, "imagenet_val", f"no such folder: {root}")
+    if (root / "test" / "nshards.txt").is_file():
+        return
+    folders = sum(1 for d in root.iterdir() if d.is_dir())
+    if folders != IMAGENET_CLASSES:
+        raise InputError(path, "imagenet_val", f"{root}: {folders} class folder(s); ImageNet-1k val is the "
+                         f"{IMAGENET_CLASSES} synset folders or clip_benchmark's wds/imagenet1k shards (test/nshards.txt)")
 
 
 def _shard_pattern(path: Path, field: str, pattern: str) -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -279,7 +280,8 @@ class TestPaperScaleTraining:
         monkeypatch.delenv("CLIPREPRO_CONFIG", raising=False)
         assert not released_weights_configured(layout, suite)
         assert pick_scale(suite, "auto", cuda=False) == "proxy"
-        (root_copy / "in1k").mkdir()
+        for i in range(1000):  # ImageNet-1k val's synset folders (the layout is checked when the config loads)
+            (root_copy / "in1k" / f"n{i:08d}").mkdir(parents=True)
         for key in ("clipa_l16_i17_t16_pretrain", "clipa_l16_i17_t16_finetune"):
             (root_copy / f"{key}.pt").touch()
         (root_copy / "cliprepro.yaml").write_text(
@@ -292,7 +294,10 @@ class TestPaperScaleTraining:
         flip, _ = layout.load("flip_mask_ablation")  # its gpu scale trains on your own data
         assert pick_scale(flip, "auto", cuda=True) == "proxy"
         assert pick_scale(flip, "auto", cuda=True, own_data=True) == "gpu"
-        (root_copy / "in1k").rmdir()  # a configured folder that is gone: bad input, naming the key
+        shutil.rmtree(root_copy / "in1k" / "n00000999")  # 999 synset folders: bad input, naming the key
+        with pytest.raises(InputError, match="cliprepro.yaml: imagenet_val: .* 999 class folder"):
+            released_weights_configured(layout, suite)
+        shutil.rmtree(root_copy / "in1k")  # a configured folder that is gone: bad input, naming the key
         with pytest.raises(InputError, match="cliprepro.yaml: imagenet_val: no such folder"):
             released_weights_configured(layout, suite)
 
