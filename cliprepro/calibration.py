@@ -5,6 +5,7 @@ recomputes them, so a test can check expected/ against the records it cites.
 """
 from __future__ import annotations
 
+import math
 import secrets
 import statistics
 from pathlib import Path
@@ -81,13 +82,24 @@ def derive(entry: CalibratedEffect, ids: list[str], control_id: str | None,
     measure the one-seed spread), so its threshold and probabilities are those of a CI run."""
     fields = calibrated_fields(expected_from_records(entry.model_copy(update={"calibration": ids}), records), ids)
     if ci_seeds and fields["seed_spread"] is not None:
-        fields["planned_n"] = ci_seeds
+        n_cal, fields["planned_n"] = fields["planned_n"], ci_seeds
+        if fields["eval_se"] is not None and ci_seeds < n_cal:
+            fields["eval_se"] = eval_se_for(fields["eval_se"], n_cal, ci_seeds)
     fields["control_calibration"] = (control_from_record(records[control_id], control_id, entry.metric)
                                      if control_id else None)
     provisional = entry.model_copy(update=fields)
     if pass_probability(provisional) is not None:  # a finding, or no spread: the kept fraction stays
         fields["kept_fraction"], _p = best_kept_fraction(lambda k: pass_probability(provisional, k))
     return fields
+
+
+def eval_se_for(eval_se: float, n_cal: int, n: int) -> float:
+    """The evaluation s.e. of a mean over `n` seeds, from the calibration's over its `n_cal`: the
+    seeds are scored on one evaluation set, so their errors are correlated (rho >= 0) and
+    se(n) = se(1) * sqrt((1 + (n - 1) rho) / n). Fewer seeds average away less of it; by at most
+    sqrt(n_cal / n), reached at rho = 0. That bound is the model's (as the spread's upper bound):
+    a one-seed CI run's interval is planned no narrower than it can be."""
+    return round(eval_se * math.sqrt(n_cal / n), 4)
 
 
 SEED_BASE_MIN = 1_000_000  # calibration seeds start here; check runs use the suites' small seeds

@@ -193,6 +193,9 @@ class TestPlannedForTheCiRun:
         control = entry.control_calibration.record
         got = {n: derive(entry, entry.calibration, control, records, ci_seeds=n) for n in (1, 3)}
         assert [got[n]["planned_n"] for n in (1, 3)] == [1, 3]
+        # a one-seed run averages no seeds: its evaluation s.e. is planned at the bound sqrt(3) x
+        # the three-seed calibration's (independent evaluation errors)
+        assert got[1]["eval_se"] == round(got[3]["eval_se"] * math.sqrt(3), 4) and got[3]["eval_se"] > 0
         # one seed: a wider interval, so the control's upper bound clears only a higher threshold
         assert got[1]["kept_fraction"] > got[3]["kept_fraction"]
         for n in (1, 3):
