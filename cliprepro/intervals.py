@@ -162,8 +162,11 @@ def pass_probability_runs(effect: float, null: float, threshold: float, run_sd: 
 def _one_sided(effect: float, null: float, thr: float, lower_half: float, upper_half: float,
                spread: float, upward: bool, how: str) -> PassProbability:
     sign = 1.0 if upward else -1.0
-    pass_margin = sign * (effect - thr) - lower_half  # upward: pass iff value − lower_half ≥ thr
-    fail_margin = sign * (thr - null) - upper_half  # control fails iff value + upper_half < thr
+    # the bound the judge reads (claims._one_sided): upward, a pass needs value − lower_half ≥ thr
+    # and the control fails when value + upper_half < thr; downward, the other half each way
+    pass_half, fail_half = (lower_half, upper_half) if upward else (upper_half, lower_half)
+    pass_margin = sign * (effect - thr) - pass_half
+    fail_margin = sign * (thr - null) - fail_half
     if spread == 0:
         inf = math.inf
         return PassProbability(float(pass_margin >= 0), float(fail_margin > 0), how,

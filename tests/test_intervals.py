@@ -76,6 +76,17 @@ class TestPassProbability:
                                   upper_half=0.01, upward=False)
         assert p.honest_pass > 0.999 and p.control_fails > 0.999
 
+    @pytest.mark.parametrize("upward, effect, null, thr, passes, control_fails", [
+        # asymmetric halves (lower 0.05, upper 0.4), no run-to-run spread: the decision is the judge's
+        (True, 1.0, 0.5, 0.9, True, False),    # pass: 1.0 - 0.05 >= 0.9; control: 0.5 + 0.4 = 0.9, not < 0.9
+        (True, 1.0, 0.4, 0.96, False, True),   # 1.0 - 0.05 < 0.96; control 0.4 + 0.4 < 0.96
+        (False, 0.5, 1.0, 0.8, False, True),   # downward: 0.5 + 0.4 > 0.8 fails to pass; 1.0 - 0.05 > 0.8
+        (False, 0.3, 0.84, 0.8, True, False),  # 0.3 + 0.4 <= 0.8; control 0.84 - 0.05 is not > 0.8
+    ])
+    def test_each_direction_reads_the_bound_the_judge_reads(self, upward, effect, null, thr, passes, control_fails):
+        p = pass_probability_runs(effect, null, thr, 0.0, 5, lower_half=0.05, upper_half=0.4, upward=upward)
+        assert (p.honest_pass, p.control_fails) == (float(passes), float(control_fails))
+
     def test_zero_spread_is_certain(self):
         p = pass_probability_runs(2.0, 1.0, 1.5, 0.0, 5, 0.1, 0.1)
         assert (p.honest_pass, p.control_fails) == (1.0, 1.0)
