@@ -169,6 +169,7 @@ def pool(rows: list[Row], expected: dict[str, ExpectedFile]) -> list[Pool]:
         newest = max(members.values(), key=lambda r: (_started(r.record), r.rid))
         measured = {rid: r for rid, r in members.items()
                     if r.result.verdict not in ("skipped", "error") and entry.metric in r.record.metrics}
+        unmeasured = {rid: r.result.verdict for rid, r in members.items() if rid not in measured}
         if all(r.record.metrics[entry.metric].over == "seeds" for r in measured.values()):
             measured = _one_per_seed_set(measured)
         metrics = {rid: r.record.metrics[entry.metric] for rid, r in measured.items()}
@@ -179,6 +180,11 @@ def pool(rows: list[Row], expected: dict[str, ExpectedFile]) -> list[Pool]:
             m = pooled.metric.measured()
             verdict, reason = judge(entry, m)
             reason += f" ({pooled.why})" if pooled.why else ""
+            if unmeasured:  # said, never dropped in silence: most of all when the newest run measured nothing
+                reason += (f" ({len(unmeasured)} of {len(members)} record(s) measured nothing, not pooled: "
+                           f"{', '.join(sorted(set(unmeasured.values())))}"
+                           + (f"; the newest, {newest.rid}, is {newest.result.verdict}: {newest.result.reason}"
+                              if newest.rid in unmeasured else "") + ")")
             value, n = m.value, m.n
             lo, hi = judged_interval(entry, m)
         elif not metrics:  # nothing measured: the newest record says why (skipped, error)

@@ -70,6 +70,14 @@ class TestLedger:
         assert [(p.device_class, p.records) for p in pools] == [
             ("cuda: NVIDIA H100 80GB HBM3", 1), ("cuda: NVIDIA H200", 1)]
 
+    def test_a_newer_record_that_measured_nothing_is_said_not_dropped(self):
+        e = gate_entry()
+        old = make_record(e, 1.8, 1.7, 1.9, "reproduced", samples=[1.8] * 9)
+        new = make_record(e, float("nan"), float("nan"), float("nan"), "error", started="2026-06-01T00:00:00+00:00")
+        [p] = pool(build_ledger([("old", old), ("new", new)], [], _expected(e)).rows, _expected(e))
+        assert p.verdict == "reproduced" and p.latest == "new"  # judged on what was measured
+        assert "1 of 2 record(s) measured nothing, not pooled: error; the newest, new, is error" in p.reason
+
     def test_wrong_stored_verdict_is_rejected(self):
         e = gate_entry()
         bad = make_record(e, 1.2, 1.1, 1.3, "reproduced")  # lower bound 1.1 < threshold 1.5
