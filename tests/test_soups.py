@@ -84,3 +84,6 @@ class TestCheckpoint:
         out = soups.checkpoint(soup, paths, tmp_path / "cache")
         assert torch.equal(torch.load(out, weights_only=True)["state_dict"]["w"], torch.full((2,), 2.0))
         assert soups.checkpoint(soup, paths, tmp_path / "cache") == out  # keyed by its ingredients
+        other = {**paths, "b": (paths["b"][0], "key-b-seed1")}  # another training of one ingredient
+        again = soups.checkpoint(soup, other, tmp_path / "cache")
+        assert again != out  # a soup of other models is never the cached one

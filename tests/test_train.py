@@ -169,3 +169,32 @@ def test_a_stage_is_a_function_of_its_arguments(tmp_path):
     a, b, other = weights("a", 0), weights("b", 0), weights("c", 1)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], other[k]) for k in a)
+
+
+class TestEvalKey:
+    """A cached evaluation is read back only for the same evaluation: each input of it changes the
+    key (the checkpoint and model are in the stage's own folder, so training inputs need not)."""
+
+    def _params(self, **over) -> TrainParams:
+        import yaml
+
+        return TrainParams(**{**yaml.safe_load(TINY_SUITE)["scales"]["proxy"]["params"], **over})
+
+    def _source(self, key: str = "eval-data"):
+        from runners.training.sources import Source
+
+        return Source(label="l", train_key="t", eval_key=key, pattern="p", train_samples=1, shard_samples=None,
+                      eval_sets={})
+
+    @pytest.mark.parametrize("over, source_key, changes", [
+        ({"eval_image_size": 16}, "eval-data", True),
+        ({"attributes": ["shape"]}, "eval-data", True),
+        ({"retrieval": True}, "eval-data", True),
+        ({}, "other-eval-data", True),
+        ({"seeds": [5]}, "eval-data", False),
+    ], ids=["eval_image_size", "attributes", "retrieval", "eval-data", "seeds-not"])
+    def test_each_input_changes_it(self, over, source_key, changes):
+        from runners.train import eval_key
+
+        base = eval_key(self._params(), self._source())
+        assert (eval_key(self._params(**over), self._source(source_key)) != base) == changes
