@@ -214,8 +214,9 @@ def cmd_list(args, layout: Layout) -> int:
     from cliprepro.ledger import rejudge
     from cliprepro.report import load_records
 
-    suites = {n: layout.load(n)[0] for n in layout.suite_names()}
-    expected = {n: layout.load(n)[1] for n in layout.suite_names()}
+    loaded = {n: layout.load(n) for n in layout.suite_names()}  # each suite read once
+    suites = {n: suite for n, (suite, _) in loaded.items()}
+    expected = {n: exp for n, (_, exp) in loaded.items()}
     records, _ = load_records([layout.results, layout.build / "results"])
     latest = {}
     for rid, r in sorted(records, key=lambda x: str(x[1].provenance.get("started_utc"))):
@@ -228,8 +229,7 @@ def cmd_list(args, layout: Layout) -> int:
         for x in results if why is None else r.results:
             latest[(r.suite, x.claim, x.scale)] = (x.verdict if why is None else "error") + ("" if counted else " *")
     rows = []
-    for name in layout.suite_names():
-        suite, exp = layout.load(name)
+    for name, (suite, exp) in loaded.items():
         for e in exp.entries:
             rows.append([name, e.claim, e.scale, e.role, ",".join(sorted(suite.scales)),
                          latest.get((name, e.claim, e.scale), "—")])
